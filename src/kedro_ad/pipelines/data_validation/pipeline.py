@@ -1,0 +1,30 @@
+"""Validation: manifest -> report (saved, logged) -> gate -> resized arrays."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import build_arrays, require_valid, validate_manifest_node
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                validate_manifest_node,
+                ["manifest", "params:data", "params:validation"],
+                "validation_report",
+                name="validate_manifest_node",
+            ),
+            Node(
+                require_valid,
+                ["validation_report", "manifest"],
+                "validated_manifest",
+                name="require_valid_node",
+            ),
+            Node(
+                build_arrays,
+                ["validated_manifest", "params:data"],
+                "dataset_arrays",
+                name="build_arrays_node",
+            ),
+        ]
+    )

@@ -1,0 +1,155 @@
+"""Evaluation of any method's predictions: tables, curves and overlays.
+
+``predictions`` (written by a method's scoring node) holds ``index`` (rows of
+``dataset_arrays``, test split only), ``scores`` [N], ``maps`` [N,H,W], ``method``
+and ``description``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from kedro_ad.metrics import aupro, image_metrics, pixel_metrics
+from kedro_ad.visualization import overlay_figure, roc_pr_figure
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = [
+    "image_auroc",
+    "image_ap",
+    "image_f1max",
+    "pixel_auroc",
+    "pixel_ap",
+    "pixel_f1max",
+    "pixel_aupro",
+]
+
+
+def _select(predictions: dict, arrays: dict) -> dict:
+    index = predictions["index"]
+    if (arrays["splits"][index] != "test").any():
+        raise ValueError(
+            "predictions include rows outside the test split: evaluation only "
+            "scores the test split"
+        )
+    return {
+        "labels": arrays["labels"][index],
+        "classes": arrays["classes"][index],
+        "masks": arrays["masks"][index],
+        "images": arrays["images"][index],
+        "paths": arrays["image_paths"][index],
+        "scores": predictions["scores"].astype(np.float64),
+        "maps": predictions["maps"].astype(np.float32),
+    }
+
+
+def describe_data(arrays: dict, data: dict) -> str:
+    """One sentence saying which data produced the numbers."""
+    test = arrays["splits"] == "test"
+    n_anom = int(arrays["labels"][test].sum())
+    return (
+        f"test split of data.source={data['source']} at {data['root']} "
+        f"({int(test.sum())} images: {int(test.sum()) - n_anom} good, {n_anom} "
+        f"anomalous; {len(set(arrays['classes'].tolist()))} classes; "
+        f"{data['image_size']}px); thresholds and normalisation from the validation "
+        f"split ({int((arrays['splits'] == 'val').sum())} good images) only"
+    )
+
+
+def compute_metrics_table(
+    predictions: dict, arrays: dict, evaluation: dict
+) -> pd.DataFrame:
+    """Per-class metrics, plus the mean over classes as the last row."""
+    sel = _select(predictions, arrays)
+    rows = []
+    for cls in sorted(set(sel["classes"].tolist())):
+        m = sel["classes"] == cls
+        image = image_metrics(sel["labels"][m], sel["scores"][m])
+        pixel = pixel_metrics(sel["masks"][m], sel["maps"][m])
+        limit = float(evaluation["aupro_fpr_limit"])
+        if limit != 0.3:  # pixel_metrics reports MVTec's 0.3
+            pixel["aupro"] = aupro(sel["masks"][m], sel["maps"][m], fpr_limit=limit)
+        row = {"class": cls, "n_images": int(m.sum()), "n_anomalous": int(sel["labels"][m].sum())}
+        row.update({f"image_{k}": float(v) for k, v in image.items()})
+        row.update({f"pixel_{k}": float(v) for k, v in pixel.items()})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    mean = {"class": "mean", "n_images": int(table["n_images"].sum()),
+            "n_anomalous": int(table["n_anomalous"].sum())}
+    mean.update({c: float(table[c].mean()) for c in COLUMNS})
+    table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    return table[["class", "n_images", "n_anomalous", *COLUMNS]]
+
+
+def metrics_markdown(
+    table: pd.DataFrame, predictions: dict, arrays: dict, data: dict
+) -> str:
+    """The table as Markdown, headed by the method and the data that produced it."""
+    header = (
+        f"# {predictions['method']} — evaluation\n\n"
+        f"Method: {predictions['description']}.\n\n"
+        f"Data: {describe_data(arrays, data)}.\n\n"
+    )
+    shown = table.copy()
+    for c in COLUMNS:
+        shown[c] = shown[c].map(lambda v: f"{100 * v:.1f}")
+    return header + shown.to_markdown(index=False) + "\n\n(percent)\n"
+
+
+def metrics_for_mlflow(table: pd.DataFrame) -> dict:
+    """``<metric>`` for the class mean and ``<class>/<metric>`` per class."""
+    out = {}
+    for _, row in table.iterrows():
+        prefix = "" if row["class"] == "mean" else f"{row['class']}/"
+        for c in COLUMNS:
+            if np.isfinite(row[c]):
+                out[f"{prefix}{c}"] = {"value": float(row[c]), "step": 0}
+    return out
+
+
+def curves_figure(predictions: dict, arrays: dict, data: dict):
+    """Image-level ROC and PR curves per class."""
+    sel = _select(predictions, arrays)
+    return roc_pr_figure(
+        sel["labels"],
+        sel["scores"],
+        sel["classes"],
+        f"{predictions['method']}: {describe_data(arrays, data)}",
+    )
+
+
+def overlays_figure(predictions: dict, arrays: dict, evaluation: dict):
+    """Best and worst anomalous test images, ranked by their own pixel AUROC."""
+    sel = _select(predictions, arrays)
+    anomalous = np.flatnonzero(sel["labels"] == 1)
+    quality = np.array(
+        [
+            roc_auc_score(sel["masks"][i].ravel(), sel["maps"][i].ravel())
+            if 0 < sel["masks"][i].mean() < 1
+            else np.nan
+            for i in anomalous
+        ]
+    )
+    keep = np.isfinite(quality)
+    anomalous, quality = anomalous[keep], quality[keep]
+    order = anomalous[np.argsort(-quality)]
+    k = min(int(evaluation["n_overlays"]), len(order) // 2 or len(order))
+    chosen = list(order[:k]) + list(order[::-1][:k])
+    by_index = dict(zip(anomalous.tolist(), quality.tolist(), strict=True))
+    captions = [
+        f"{'best' if j < k else 'worst'} | {sel['classes'][i]}\n"
+        f"score {sel['scores'][i]:.2f}, pixel AUROC {by_index[i]:.2f}"
+        for j, i in enumerate(chosen)
+    ]
+    return overlay_figure(
+        sel["images"][chosen],
+        sel["masks"][chosen],
+        sel["maps"][chosen],
+        captions,
+        f"{predictions['method']}: best and worst anomalous test images "
+        "(ranked by per-image pixel AUROC)",
+    )
