@@ -1,0 +1,76 @@
+"""The one home for figures people look at: curves and anomaly-map overlays."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+
+def roc_pr_figure(
+    labels: np.ndarray, scores: np.ndarray, classes: np.ndarray, title: str
+) -> plt.Figure:
+    """Image-level ROC and precision-recall curves, one line per class."""
+    fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(11, 4.6))
+    for cls in sorted(set(classes.tolist())):
+        sel = classes == cls
+        y, s = labels[sel], scores[sel]
+        if len(set(y.tolist())) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        precision, recall, _ = precision_recall_curve(y, s)
+        ax_roc.plot(fpr, tpr, label=cls, lw=1.4)
+        ax_pr.plot(recall, precision, label=cls, lw=1.4)
+    ax_roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    ax_pr.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    for ax in (ax_roc, ax_pr):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    ax_pr.legend(fontsize=8, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_figure(
+    images: np.ndarray,
+    masks: np.ndarray,
+    maps: np.ndarray,
+    captions: list[str],
+    title: str,
+) -> plt.Figure:
+    """Rows of input / ground truth / anomaly map / map over input."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(9, 2.3 * n + 0.6), squeeze=False)
+    for i in range(n):
+        image = images[i]
+        amap = maps[i].astype(np.float32)
+        lo, hi = np.percentile(amap, [1, 99.5])
+        for ax, content, name in (
+            (axes[i, 0], image, "input"),
+            (axes[i, 1], masks[i], "ground truth"),
+            (axes[i, 2], amap, "anomaly map"),
+        ):
+            kwargs = {"cmap": "jet", "vmin": lo, "vmax": hi} if name == "anomaly map" else {}
+            if name == "ground truth":
+                kwargs = {"cmap": "gray", "vmin": 0, "vmax": 1}
+            ax.imshow(content, **kwargs)
+            ax.set_title(name if i == 0 else "", fontsize=8)
+        axes[i, 3].imshow(image)
+        axes[i, 3].imshow(amap, cmap="jet", alpha=0.45, vmin=lo, vmax=hi)
+        if masks[i].any():
+            axes[i, 3].contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
+        axes[i, 3].set_title("overlay" if i == 0 else "", fontsize=8)
+        axes[i, 0].set_ylabel(captions[i], fontsize=7)
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
