@@ -1,0 +1,53 @@
+"""ArraysDataset round trip and atomic save; MLflow tag derivation."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kedro.io import DatasetError
+
+from kedro_ad.data.datasets import ArraysDataset
+from kedro_ad.hooks import git_commit, pretrained_tag
+
+
+def test_arrays_dataset_round_trip(tmp_path):
+    ds = ArraysDataset(str(tmp_path / "sub" / "a.npz"))
+    assert not ds.exists()
+    data = {
+        "images": np.arange(24, dtype=np.uint8).reshape(2, 2, 2, 3),
+        "classes": np.array(["bottle", "screw"]),
+        "scalar": np.asarray("mean_image"),
+    }
+    ds.save(data)
+    back = ds.load()
+    assert set(back) == set(data)
+    np.testing.assert_array_equal(back["images"], data["images"])
+    assert back["classes"].tolist() == ["bottle", "screw"]
+    assert str(back["scalar"]) == "mean_image"
+    assert list(Path(tmp_path / "sub").iterdir()) == [tmp_path / "sub" / "a.npz"]
+
+
+def test_arrays_dataset_refuses_objects_and_leaves_nothing(tmp_path):
+    ds = ArraysDataset(str(tmp_path / "b.npz"))
+    with pytest.raises(DatasetError, match="dtype object"):
+        ds.save({"x": np.array([{"a": 1}], dtype=object)})
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DatasetError, match="does not exist"):
+        ds.load()
+
+
+def test_pretrained_tag_reads_backbones_of_the_pipeline():
+    params = {
+        "data": {"source": "synthetic"},
+        "diad": {"backbone": {"name": "tf_efficientnet_lite0", "pretrained": True}},
+        "ran": {"padim": {"backbone": {"pretrained": False}}},
+    }
+    assert pretrained_tag(params, {"params:data", "manifest"}) == "none"
+    assert pretrained_tag(params, {"params:diad"}) == "true"
+    assert pretrained_tag(params, {"params:ran"}) == "false"
+    assert pretrained_tag(params, {"params:diad", "params:ran"}) == "false"
+    assert pretrained_tag(params, {"params:diad.backbone"}) == "true"
+
+
+def test_git_commit_outside_a_repository(tmp_path):
+    assert git_commit(tmp_path) == "unknown"
