@@ -11,9 +11,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     the mean-image baseline (an honest, trivial scorer) on the configured dataset.
     """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = (
-        pipelines["data_ingestion"]
-        + pipelines["data_validation"]
-        + pipelines["mean_image"]
-    )
+    # Kedro loads only the requested pipelines for `--pipeline NAME`; the default
+    # is built when all of its parts were loaded (a plain `kedro run`).
+    default_parts = ("data_ingestion", "data_validation", "mean_image")
+    if all(name in pipelines for name in default_parts):
+        pipelines["__default__"] = sum(
+            (pipelines[name] for name in default_parts), Pipeline([])
+        )
     return pipelines

@@ -1,0 +1,67 @@
+"""Test helpers: tiny dataset folders in the layouts the project reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _image(rng: np.random.Generator, size: int, gray: bool) -> Image.Image:
+    """A smooth random image: a gradient plus noise, unique for each call."""
+    ramp = np.linspace(0, 160, size, dtype=np.float32)
+    base = ramp[None, :] + ramp[:, None] / 2
+    shape = (size, size) if gray else (size, size, 3)
+    noise = rng.normal(0, 20, shape).astype(np.float32)
+    pixels = (base if gray else base[..., None]) + noise + rng.uniform(0, 60)
+    array = np.clip(pixels, 0, 255).astype(np.uint8)
+    return Image.fromarray(array, mode="L" if gray else "RGB")
+
+
+def _mask(rng: np.random.Generator, size: int) -> Image.Image:
+    """A 0/255 mask holding one non-empty rectangle."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    h, w = rng.integers(2, max(3, size // 3), size=2)
+    top, left = rng.integers(0, size - h), rng.integers(0, size - w)
+    mask[top : top + h, left : left + w] = 255
+    return Image.fromarray(mask, mode="L")
+
+
+def make_mvtec_tree(
+    root: str | Path,
+    classes: Iterable[str] = ("widget",),
+    n_train: int = 6,
+    n_test_good: int = 2,
+    defects: Iterable[str] = ("scratch",),
+    n_per_defect: int = 2,
+    size: int = 32,
+    seed: int = 0,
+    gray_classes: Iterable[str] = (),
+) -> Path:
+    """Write a tiny, valid MVTec AD layout under ``root`` and return ``root``.
+
+    ``<root>/<class>/train/good/000.png``, ``test/good``, ``test/<defect>`` and
+    ``ground_truth/<defect>/<stem>_mask.png`` (0/255, one non-empty rectangle).
+    Every image differs from every other (distinct sha256). Classes listed in
+    ``gray_classes`` get grayscale (mode L) images, the others RGB.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    gray_classes = set(gray_classes)
+    for cls in classes:
+        base = root / cls
+        gray = cls in gray_classes
+        folders = [("train/good", n_train), ("test/good", n_test_good)]
+        folders += [(f"test/{defect}", n_per_defect) for defect in defects]
+        for folder, count in folders:
+            (base / folder).mkdir(parents=True, exist_ok=True)
+            defect = folder.split("/")[1]
+            for i in range(count):
+                _image(rng, size, gray).save(base / folder / f"{i:03d}.png")
+                if folder.startswith("test/") and defect != "good":
+                    gt = base / "ground_truth" / defect
+                    gt.mkdir(parents=True, exist_ok=True)
+                    _mask(rng, size).save(gt / f"{i:03d}_mask.png")
+    return root

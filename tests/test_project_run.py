@@ -1,0 +1,130 @@
+"""Whole Kedro sessions in a throw-away copy of the project (conf + pyproject).
+
+These are the slow tests (a few seconds each): they prove the catalog, parameters,
+hooks and kedro-mlflow fit together, that a run lands in MLflow with its tags,
+metrics and figures, and that bad data stops the run before any array is built.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from kedro_ad.data.validation import DataValidationError
+from helpers import make_mvtec_tree
+
+REPO = Path(__file__).resolve().parents[1]
+
+SMALL_SYNTHETIC = {
+    "data.source": "synthetic",
+    "data.image_size": 32,
+    "data.val_fraction": 0.25,
+    "data.synthetic.raw_size": 64,
+    "data.synthetic.n_train": 12,
+    "data.synthetic.n_test_good": 3,
+    "data.synthetic.n_test_per_defect": 2,
+    "validation.min_train_images": 8,
+    "evaluation.n_overlays": 2,
+}
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A copy of the project's configuration, as the working directory."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    # An absolute store per test: MLflow caches stores by URI string, so the
+    # relative sqlite:///mlflow.db would reach the first test's database.
+    (root / "conf" / "local" / "mlflow.yml").write_text(
+        f"server:\n  mlflow_tracking_uri: sqlite:///{root}/mlflow.db\n"
+    )
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    shutil.copy(REPO / ".telemetry", root / ".telemetry")
+    # bootstrap_project wants <root>/src; the installed kedro_ad package is used
+    (root / "src" / "kedro_ad").mkdir(parents=True)
+    monkeypatch.chdir(root)
+    bootstrap_project(root)
+    _end_active_runs()
+    yield root
+    _end_active_runs()
+
+
+def _end_active_runs():
+    """Each `kedro run` is its own process; in one test process, runs must not leak."""
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def _nested(flat: dict) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as ``kedro run --params`` does."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _run(root: Path, pipeline: str | None, params: dict):
+    runtime = _nested(params)
+    with KedroSession.create(project_path=root, runtime_params=runtime) as session:
+        return session.run(pipeline_names=[pipeline] if pipeline else None)
+
+
+def test_default_run_on_embedded_data_lands_in_mlflow(project):
+    params = dict(SMALL_SYNTHETIC, **{"data.root": str(project / "data/01_raw/synth")})
+    _run(project, None, params)
+
+    report = project / "data/08_reporting/mean_image"
+    table = (report / "evaluation_table.md").read_text()
+    assert "test split of data.source=synthetic" in table
+    assert "validation split" in table and "mean" in table
+    for name in ("evaluation_table.csv", "roc_pr_curves.png", "overlays.png"):
+        assert (report / name).stat().st_size > 0
+    assert (project / "data/08_reporting/validation_report.json").is_file()
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
+    (experiment,) = [
+        e for e in client.search_experiments() if e.name == "kedro-ad"
+    ]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["pipeline"] == "__default__"
+    assert tags["data_source"] == "synthetic"
+    assert tags["pretrained_weights"] == "none"
+    assert tags["git_commit"]
+    metrics = run.data.metrics
+    for name in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        assert 0.0 <= metrics[name] <= 1.0
+    assert any(k.endswith("/pixel_aupro") for k in metrics)
+    assert run.data.params["data.image_size"] == "32"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "mean_image")}
+    assert "mean_image/overlays.png" in artifacts
+    assert "mean_image/evaluation_table.csv" in artifacts
+
+
+def test_bad_file_stops_the_run_before_arrays(project, tmp_path):
+    root = make_mvtec_tree(tmp_path / "mv", classes=("widget",), n_train=12)
+    broken = sorted((root / "widget" / "test").rglob("*.png"))[0]
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated
+    params = {
+        "data.source": "mvtec",
+        "data.root": str(root),
+        "data.image_size": 32,
+        "validation.min_train_images": 5,
+    }
+    with pytest.raises(DataValidationError, match=broken.name):
+        _run(project, "data_ingestion", params)
+        _run(project, "data_validation", params)
+    assert (project / "data/08_reporting/validation_report.json").is_file()
+    assert not (project / "data/05_model_input/dataset_arrays.npz").exists()
