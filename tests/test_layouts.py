@@ -45,7 +45,9 @@ def test_scan_mvtec_rows_and_masks(mvtec_root):
     assert (bottle["split"] == "train").sum() == 5
     assert set(bottle.loc[bottle["split"] == "train", "label"]) == {0}
     crack = bottle[bottle["defect_type"] == "crack"].set_index(
-        bottle[bottle["defect_type"] == "crack"]["image_path"].map(lambda p: Path(p).name)
+        bottle[bottle["defect_type"] == "crack"]["image_path"].map(
+            lambda p: Path(p).name
+        )
     )
     assert crack.loc["000.png", "label"] == 1
     assert crack.loc["000.png", "mask_path"].endswith("ground_truth/crack/000_mask.png")

@@ -15,8 +15,8 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from kedro_ad.data.validation import DataValidationError
 from helpers import make_mvtec_tree
+from kedro_ad.data.validation import DataValidationError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,9 @@ def project(tmp_path, monkeypatch):
     """A copy of the project's configuration, as the working directory."""
     root = tmp_path / "project"
     root.mkdir()
-    shutil.copytree(REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    shutil.copytree(
+        REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local")
+    )
     (root / "conf" / "local").mkdir()
     # An absolute store per test: MLflow caches stores by URI string, so the
     # relative sqlite:///mlflow.db would reach the first test's database.
@@ -93,9 +95,7 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
     assert (project / "data/08_reporting/validation_report.json").is_file()
 
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
-    (experiment,) = [
-        e for e in client.search_experiments() if e.name == "kedro-ad"
-    ]
+    (experiment,) = [e for e in client.search_experiments() if e.name == "kedro-ad"]
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     tags = run.data.tags
@@ -111,6 +111,11 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "mean_image")}
     assert "mean_image/overlays.png" in artifacts
     assert "mean_image/evaluation_table.csv" in artifacts
+    checks = {a.path for a in client.list_artifacts(run.info.run_id, "data_validation")}
+    assert checks == {
+        "data_validation/validation_report.json",
+        "data_validation/dataset_preview.png",
+    }
 
 
 def test_bad_file_stops_the_run_before_arrays(project, tmp_path):

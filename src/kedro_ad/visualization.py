@@ -59,7 +59,9 @@ def overlay_figure(
             (axes[i, 1], masks[i], "ground truth"),
             (axes[i, 2], amap, "anomaly map"),
         ):
-            kwargs = {"cmap": "jet", "vmin": lo, "vmax": hi} if name == "anomaly map" else {}
+            kwargs = (
+                {"cmap": "jet", "vmin": lo, "vmax": hi} if name == "anomaly map" else {}
+            )
             if name == "ground truth":
                 kwargs = {"cmap": "gray", "vmin": 0, "vmax": 1}
             ax.imshow(content, **kwargs)
@@ -74,5 +76,26 @@ def overlay_figure(
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(textwrap.fill(title, 90), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def samples_figure(
+    rows: list[list[tuple[np.ndarray, np.ndarray, str]]], title: str
+) -> plt.Figure:
+    """A grid, one row per list of (image, mask, caption), masks outlined in red."""
+    n_cols = max(len(row) for row in rows)
+    fig, axes = plt.subplots(
+        len(rows), n_cols, figsize=(1.9 * n_cols, 2.0 * len(rows) + 0.5), squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax_row, row in zip(axes, rows, strict=True):
+        for ax, (image, mask, caption) in zip(ax_row, row, strict=False):
+            ax.imshow(image)
+            if mask.any():
+                ax.contour(mask, levels=[0.5], colors="red", linewidths=0.8)
+            ax.set_title(caption, fontsize=7)
+    fig.suptitle(textwrap.fill(title, 110), fontsize=9)
     fig.tight_layout()
     return fig

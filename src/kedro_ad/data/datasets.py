@@ -26,7 +26,9 @@ class ArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]
     def _load(self) -> dict[str, np.ndarray]:
         path = Path(self._filepath)
         if not path.is_file():
-            raise DatasetError(f"{path}: file does not exist (run the step that makes it)")
+            raise DatasetError(
+                f"{path}: file does not exist (run the step that makes it)"
+            )
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
 

@@ -35,9 +35,8 @@ class DatasetLayoutError(ValueError):
 def _images_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = (p for p in folder.iterdir() if p.is_file())
+    return sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _find_mask(gt_dir: Path, stem: str) -> tuple[str | None, str]:
@@ -77,23 +76,25 @@ def _resolve_classes(root: Path, classes, found: list[str]) -> list[str]:
 def scan_mvtec(root: str | Path, classes="all") -> pd.DataFrame:
     """Samples table of an MVTec AD layout root.
 
-    ``<root>/<class>/{train/good, test/<defect>, ground_truth/<defect>/<stem>_mask.png}``.
+    ``<root>/<class>/{train/good, test/<defect>,``
+    ``ground_truth/<defect>/<stem>_mask.png}``
+    (one row per image).
     A class folder that exists but holds no train images yields no train rows: the
     validation step reports it (``classes`` tells it which classes to expect).
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetLayoutError(f"{root}: dataset folder does not exist")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and _is_mvtec_class(p))
+    found = sorted(p.name for p in root.iterdir() if _is_mvtec_class(p))
     rows = []
     for cls in _resolve_classes(root, classes, found):
         base = root / cls
         for image in _images_in(base / "train" / "good"):
             rows.append((cls, "train", 0, "good", str(image), None, None))
         test_dir = base / "test"
-        defects = sorted(p.name for p in test_dir.iterdir() if p.is_dir()) if (
-            test_dir.is_dir()
-        ) else []
+        defects = []
+        if test_dir.is_dir():
+            defects = sorted(p.name for p in test_dir.iterdir() if p.is_dir())
         for defect in defects:
             for image in _images_in(test_dir / defect):
                 if defect == "good":

@@ -8,7 +8,12 @@ from .nodes import build_manifest, prepare_source
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(prepare_source, "params:data", "dataset_root", name="prepare_source_node"),
+            Node(
+                prepare_source,
+                "params:data",
+                "dataset_root",
+                name="prepare_source_node",
+            ),
             Node(
                 build_manifest,
                 ["dataset_root", "params:data"],

@@ -10,11 +10,14 @@ from tqdm.auto import tqdm
 
 from kedro_ad.data.io import read_image, read_mask
 from kedro_ad.data.validation import check_report, validate_manifest
+from kedro_ad.visualization import samples_figure
 
 logger = logging.getLogger(__name__)
 
 
-def validate_manifest_node(manifest: pd.DataFrame, data: dict, validation: dict) -> dict:
+def validate_manifest_node(
+    manifest: pd.DataFrame, data: dict, validation: dict
+) -> dict:
     """Run the expectations; the report is saved and logged even when it fails."""
     classes = sorted(manifest["class"].unique())
     if data.get("classes") not in (None, "all"):
@@ -58,3 +61,27 @@ def build_arrays(manifest: pd.DataFrame, data: dict) -> dict[str, np.ndarray]:
         "defect_types": records["defect_type"].to_numpy(str),
         "image_paths": records["image_path"].to_numpy(str),
     }
+
+
+def dataset_preview(arrays: dict[str, np.ndarray], data: dict):
+    """One row per class: two training images, then one test image per defect type."""
+    rows = []
+    for cls in sorted(set(arrays["classes"].tolist())):
+        in_class = arrays["classes"] == cls
+        row = [
+            (int(i), f"{cls}\ntrain")
+            for i in np.flatnonzero(in_class & (arrays["splits"] == "train"))[:2]
+        ]
+        anomalous = in_class & (arrays["labels"] == 1)
+        for defect in sorted(set(arrays["defect_types"][anomalous].tolist()))[:5]:
+            first = np.flatnonzero(anomalous & (arrays["defect_types"] == defect))[0]
+            row.append((int(first), f"{cls}\n{defect}"))
+        rows.append(row)
+    return samples_figure(
+        [
+            [(arrays["images"][i], arrays["masks"][i], c) for i, c in row]
+            for row in rows
+        ],
+        title=f"data.source={data['source']} at {data['root']}: training images and "
+        f"one test image per defect type (ground truth in red), {data['image_size']}px",
+    )

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import build_arrays, require_valid, validate_manifest_node
+from .nodes import build_arrays, dataset_preview, require_valid, validate_manifest_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -25,6 +25,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["validated_manifest", "params:data"],
                 "dataset_arrays",
                 name="build_arrays_node",
+            ),
+            Node(
+                dataset_preview,
+                ["dataset_arrays", "params:data"],
+                "dataset_preview",
+                name="dataset_preview_node",
             ),
         ]
     )

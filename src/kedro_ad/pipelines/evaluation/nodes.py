@@ -73,13 +73,20 @@ def compute_metrics_table(
         limit = float(evaluation["aupro_fpr_limit"])
         if limit != 0.3:  # pixel_metrics reports MVTec's 0.3
             pixel["aupro"] = aupro(sel["masks"][m], sel["maps"][m], fpr_limit=limit)
-        row = {"class": cls, "n_images": int(m.sum()), "n_anomalous": int(sel["labels"][m].sum())}
+        row = {
+            "class": cls,
+            "n_images": int(m.sum()),
+            "n_anomalous": int(sel["labels"][m].sum()),
+        }
         row.update({f"image_{k}": float(v) for k, v in image.items()})
         row.update({f"pixel_{k}": float(v) for k, v in pixel.items()})
         rows.append(row)
     table = pd.DataFrame(rows)
-    mean = {"class": "mean", "n_images": int(table["n_images"].sum()),
-            "n_anomalous": int(table["n_anomalous"].sum())}
+    mean = {
+        "class": "mean",
+        "n_images": int(table["n_images"].sum()),
+        "n_anomalous": int(table["n_anomalous"].sum()),
+    }
     mean.update({c: float(table[c].mean()) for c in COLUMNS})
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
     return table[["class", "n_images", "n_anomalous", *COLUMNS]]

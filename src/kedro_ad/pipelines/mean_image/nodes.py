@@ -7,7 +7,9 @@ import numpy as np
 from kedro_ad.models import mean_image
 
 
-def fit_mean_image(arrays: dict[str, np.ndarray], params: dict) -> dict[str, np.ndarray]:
+def fit_mean_image(
+    arrays: dict[str, np.ndarray], params: dict
+) -> dict[str, np.ndarray]:
     """Fit on the train split; normalisation statistics from the validation split."""
     train = arrays["splits"] == "train"
     val = arrays["splits"] == "val"
