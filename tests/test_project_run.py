@@ -96,6 +96,7 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
 
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
     (experiment,) = [e for e in client.search_experiments() if e.name == "kedro-ad"]
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     tags = run.data.tags

@@ -100,3 +100,9 @@ class RunTagsHook:
                 "its anomaly maps are not representative. Tagged in MLflow."
             )
         mlflow.set_tags(tags)
+        # MLflow 3's UI opens experiments in its GenAI view unless told otherwise.
+        mlflow.MlflowClient().set_experiment_tag(
+            mlflow.active_run().info.experiment_id,
+            "mlflow.experimentKind",
+            "custom_model_development",
+        )
