@@ -17,6 +17,7 @@ from PIL import Image
 
 from helpers import make_mvtec_tree
 from kedro_ad.data.io import describe_files
+from kedro_ad.data.layouts import COLUMNS
 from kedro_ad.data.validation import (
     DataValidationError,
     check_report,
@@ -24,15 +25,6 @@ from kedro_ad.data.validation import (
 )
 
 CLASSES = ["widget"]
-ROWS_COLUMNS = [
-    "class",
-    "split",
-    "label",
-    "defect_type",
-    "image_path",
-    "mask_path",
-    "expected_mask_path",
-]
 
 
 def tree_rows(root: Path, classes: list[str]) -> pd.DataFrame:
@@ -59,7 +51,7 @@ def tree_rows(root: Path, classes: list[str]) -> pd.DataFrame:
                 rows.append(
                     (cls, "test", 1, folder.name, str(image), mask, str(expected))
                 )
-    return pd.DataFrame(rows, columns=ROWS_COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def manifest_of(root: Path, classes: list[str] = CLASSES) -> pd.DataFrame:

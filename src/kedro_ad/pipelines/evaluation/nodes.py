@@ -13,20 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from kedro_ad.metrics import aupro, image_metrics, pixel_metrics
+from kedro_ad.metrics import METRIC_NAMES, aupro, image_metrics, pixel_metrics
 from kedro_ad.visualization import overlay_figure, roc_pr_figure
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = [
-    "image_auroc",
-    "image_ap",
-    "image_f1max",
-    "pixel_auroc",
-    "pixel_ap",
-    "pixel_f1max",
-    "pixel_aupro",
-]
+COLUMNS = list(METRIC_NAMES)
 
 
 def _select(predictions: dict, arrays: dict) -> dict:

@@ -1,0 +1,82 @@
+"""Evaluation nodes: per-class table, honesty guard, MLflow metric names, figures."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from kedro_ad.metrics import image_metrics
+from kedro_ad.pipelines.evaluation.nodes import (
+    compute_metrics_table,
+    metrics_for_mlflow,
+    metrics_markdown,
+    overlays_figure,
+)
+
+DATA = {"source": "synthetic", "root": "data/01_raw/x", "image_size": 16}
+
+
+def _arrays_and_predictions(seed=0):
+    rng = np.random.default_rng(seed)
+    n = 24
+    classes = np.array(["a"] * 12 + ["b"] * 12)
+    splits = np.array((["val"] * 4 + ["test"] * 8) * 2)
+    labels = np.zeros(n, dtype=np.int64)
+    labels[[8, 9, 10, 11, 20, 21, 22, 23]] = 1
+    masks = np.zeros((n, 16, 16), dtype=bool)
+    masks[labels == 1, 4:9, 4:9] = True
+    maps = rng.normal(0, 1, (n, 16, 16)).astype(np.float32) + 3 * masks
+    arrays = {
+        "images": rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8),
+        "masks": masks,
+        "labels": labels,
+        "classes": classes,
+        "splits": splits,
+        "image_paths": np.array([f"img{i}.png" for i in range(n)]),
+    }
+    index = np.flatnonzero(splits == "test")
+    predictions = {
+        "index": index,
+        "scores": maps[index].reshape(len(index), -1).max(axis=1),
+        "maps": maps[index].astype(np.float16),
+        "method": np.asarray("toy"),
+        "description": np.asarray("a toy scorer"),
+    }
+    return arrays, predictions
+
+
+def test_table_per_class_and_mean():
+    arrays, predictions = _arrays_and_predictions()
+    table = compute_metrics_table(
+        predictions, arrays, {"aupro_fpr_limit": 0.3, "n_overlays": 2}
+    )
+    assert table["class"].tolist() == ["a", "b", "mean"]
+    sel = predictions["index"][:8]
+    expected = image_metrics(arrays["labels"][sel], predictions["scores"][:8])
+    assert table.loc[0, "image_auroc"] == pytest.approx(expected["auroc"])
+    assert table.loc[2, "pixel_aupro"] == pytest.approx(
+        table.loc[:1, "pixel_aupro"].mean()
+    )
+    assert table.loc[2, "n_images"] == 16
+    metrics = metrics_for_mlflow(table)
+    assert metrics["pixel_aupro"]["value"] == table.loc[2, "pixel_aupro"]
+    assert "a/image_auroc" in metrics and "b/pixel_auroc" in metrics
+    text = metrics_markdown(table, predictions, arrays, DATA)
+    assert "test split of data.source=synthetic" in text
+    assert "validation split (8 good images)" in text
+
+
+def test_predictions_on_validation_rows_are_refused():
+    arrays, predictions = _arrays_and_predictions()
+    predictions["index"] = predictions["index"].copy()
+    predictions["index"][0] = 0  # a validation row
+    with pytest.raises(ValueError, match="outside the test split"):
+        compute_metrics_table(predictions, arrays, {"aupro_fpr_limit": 0.3})
+
+
+def test_overlays_show_best_and_worst():
+    arrays, predictions = _arrays_and_predictions()
+    fig = overlays_figure(predictions, arrays, {"n_overlays": 2})
+    assert len(fig.axes) == 4 * 4
+    captions = [ax.get_ylabel() for ax in fig.axes[::4]]
+    assert [c.split(" |")[0] for c in captions] == ["best", "best", "worst", "worst"]
+    plt.close(fig)
