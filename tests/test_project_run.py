@@ -119,7 +119,7 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
     }
 
 
-def test_bad_file_stops_the_run_before_arrays(project, tmp_path):
+def test_bad_file_stops_the_run_before_arrays(project, tmp_path, caplog):
     root = make_mvtec_tree(tmp_path / "mv", classes=("widget",), n_train=12)
     broken = sorted((root / "widget" / "test").rglob("*.png"))[0]
     broken.write_bytes(broken.read_bytes()[:40])  # truncated
@@ -133,4 +133,6 @@ def test_bad_file_stops_the_run_before_arrays(project, tmp_path):
         _run(project, "data_ingestion", params)
         _run(project, "data_validation", params)
     assert (project / "data/08_reporting/validation_report.json").is_file()
+    stopped = [r.getMessage() for r in caplog.records if "Stopped before" in r.msg]
+    assert len(stopped) == 1 and broken.name in stopped[0]
     assert not (project / "data/05_model_input/dataset_arrays.npz").exists()

@@ -64,6 +64,25 @@ def pretrained_tag(params: dict, pipeline_inputs: set[str]) -> str:
     return "true" if all(b.get("pretrained", True) for b in used) else "false"
 
 
+class InputErrorHook:
+    """Says a bad-input error in one log line, ahead of Kedro's long traceback."""
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict, pipeline, catalog):
+        from kedro_ad.data.io import ImageReadError
+        from kedro_ad.data.layouts import DatasetLayoutError
+        from kedro_ad.data.validation import DataValidationError
+
+        if isinstance(
+            error,
+            DataValidationError
+            | ImageReadError
+            | DatasetLayoutError
+            | FileNotFoundError,
+        ):
+            logger.error("Stopped before any training: %s", error)
+
+
 class RunTagsHook:
     """Tags the kedro-mlflow run with pipeline, data source, commit and weights."""
 
