@@ -29,7 +29,8 @@ run: $(STAMP)
 	$(BIN)/kedro run
 	@echo ""
 	@echo "Results:"
-	@echo "  tables and figures: data/08_reporting/ (evaluation_*.csv/.md/.png)"
+	@echo "  data checks: data/08_reporting/validation_report.json, dataset_preview.png"
+	@echo "  evaluation:  data/08_reporting/mean_image/ (evaluation_table.csv/.md, roc_pr_curves.png, overlays.png)"
 	@echo "  every run, its metrics, tables and figures: MLflow store mlflow.db + mlruns/ -> 'make ui'"
 
 test: $(STAMP)

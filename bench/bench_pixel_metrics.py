@@ -80,6 +80,14 @@ def child(mode: str, n: int, size: int, seed: int) -> dict:
     """Generate data and time one ``pixel_metrics`` call in this process."""
     from kedro_ad.metrics import pixel_metrics
 
+    if mode == "sklearn":  # the reference: scikit-learn's AUROC + AP only
+
+        def pixel_metrics(masks, maps):
+            from sklearn.metrics import average_precision_score, roc_auc_score
+
+            y, s = masks.ravel(), maps.ravel()
+            return {"auroc": roc_auc_score(y, s), "ap": average_precision_score(y, s)}
+
     masks, maps = make_data(n, size, seed)
     result: dict = {"mode": mode, "input_bytes": int(maps.nbytes + masks.nbytes)}
     if mode == "tracemalloc":
@@ -133,7 +141,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="map height=width")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--child", choices=["rss", "tracemalloc"], help=argparse.SUPPRESS
+        "--no-sklearn",
+        action="store_true",
+        help="skip the scikit-learn AUROC+AP reference (slow: ~10x)",
+    )
+    parser.add_argument(
+        "--child", choices=["rss", "tracemalloc", "sklearn"], help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -158,6 +171,20 @@ def main() -> None:
         f"  max whole-child peak RSS (RUSAGE_CHILDREN): {child_max_rss / MIB:.1f} MiB"
     )
     print("  metrics: " + ", ".join(f"{k}={v:.6f}" for k, v in rss["metrics"].items()))
+    if not args.no_sklearn:
+        ref = run_child("sklearn", args)
+        print(
+            f"  scikit-learn AUROC+AP alone on the same data: {ref['wall_s']:.2f} s, "
+            f"peak RSS increase {ref['peak_bytes'] / MIB:.1f} MiB"
+        )
+        print(
+            f"  ratio pixel_metrics (4 metrics) / scikit-learn (2 metrics): time "
+            f"{rss['wall_s'] / ref['wall_s']:.2f}, memory "
+            f"{rss['peak_bytes'] / ref['peak_bytes']:.2f}"
+        )
+        print(
+            "  " + ", ".join(f"sklearn {k}={v:.6f}" for k, v in ref["metrics"].items())
+        )
 
 
 if __name__ == "__main__":

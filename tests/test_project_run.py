@@ -53,15 +53,9 @@ def project(tmp_path, monkeypatch):
     (root / "src" / "kedro_ad").mkdir(parents=True)
     monkeypatch.chdir(root)
     bootstrap_project(root)
-    _end_active_runs()
     yield root
-    _end_active_runs()
-
-
-def _end_active_runs():
-    """Each `kedro run` is its own process; in one test process, runs must not leak."""
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
+    # RunTagsHook closes each session's run: none may be left open in the process
+    assert mlflow.active_run() is None
 
 
 def _nested(flat: dict) -> dict:
@@ -135,4 +129,12 @@ def test_bad_file_stops_the_run_before_arrays(project, tmp_path, caplog):
     assert (project / "data/08_reporting/validation_report.json").is_file()
     stopped = [r.getMessage() for r in caplog.records if "Stopped before" in r.msg]
     assert len(stopped) == 1 and broken.name in stopped[0]
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
+    failed = client.search_runs(
+        [client.get_experiment_by_name("kedro-ad").experiment_id],
+        filter_string="attributes.status = 'FAILED'",
+    )
+    assert len(failed) == 1  # the data_validation run, with its report attached
+    logged = client.list_artifacts(failed[0].info.run_id, "data_validation")
+    assert [a.path for a in logged] == ["data_validation/validation_report.json"]
     assert not (project / "data/05_model_input/dataset_arrays.npz").exists()

@@ -89,6 +89,7 @@ class RunTagsHook:
     def __init__(self) -> None:
         self._params: dict = {}
         self._project_path = Path.cwd()
+        self._run_id: str | None = None
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -119,9 +120,34 @@ class RunTagsHook:
                 "its anomaly maps are not representative. Tagged in MLflow."
             )
         mlflow.set_tags(tags)
+        self._run_id = mlflow.active_run().info.run_id
         # MLflow 3's UI opens experiments in its GenAI view unless told otherwise.
         mlflow.MlflowClient().set_experiment_tag(
             mlflow.active_run().info.experiment_id,
             "mlflow.experimentKind",
             "custom_model_development",
         )
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        self._close_leftover_run("FINISHED")
+
+    @hook_impl
+    def on_pipeline_error(self, error, run_params: dict, pipeline, catalog) -> None:
+        self._close_leftover_run("FAILED")
+
+    def _close_leftover_run(self, status: str) -> None:
+        """End this session's run if it is still open after kedro-mlflow closed it.
+
+        kedro-mlflow re-opens the run at each node (for threaded runners), which
+        can leave it active after the session in a long-lived process (a notebook,
+        a test): the next session would then log into it. Only our own run id is
+        closed, never a run an orchestrator opened before the session.
+        """
+        import mlflow
+
+        while (
+            run := mlflow.active_run()
+        ) is not None and run.info.run_id == self._run_id:
+            mlflow.end_run(status)
+        self._run_id = None
