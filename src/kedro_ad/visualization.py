@@ -96,6 +96,9 @@ def samples_figure(
             if mask.any():
                 ax.contour(mask, levels=[0.5], colors="red", linewidths=0.8)
             ax.set_title(caption, fontsize=7)
-    fig.suptitle(textwrap.fill(title, 110), fontsize=9)
-    fig.tight_layout()
+    title = textwrap.fill(title, 110)
+    fig.suptitle(title, fontsize=9)
+    # keep room for the title's lines above the first row of captions
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 * (title.count("\n") + 1) / height))
     return fig
