@@ -1,5 +1,6 @@
 """ArraysDataset round trip and atomic save; MLflow tag derivation."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,10 @@ def test_arrays_dataset_round_trip(tmp_path):
     assert back["classes"].tolist() == ["bottle", "screw"]
     assert str(back["scalar"]) == "mean_image"
     assert list(Path(tmp_path / "sub").iterdir()) == [tmp_path / "sub" / "a.npz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (tmp_path / "sub" / "a.npz").stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask  # like any other file, not mkstemp's 0600
 
 
 def test_arrays_dataset_refuses_objects_and_leaves_nothing(tmp_path):

@@ -36,6 +36,7 @@ def _arrays_and_predictions(seed=0):
     index = np.flatnonzero(splits == "test")
     predictions = {
         "index": index,
+        "image_paths": arrays["image_paths"][index],
         "scores": maps[index].reshape(len(index), -1).max(axis=1),
         "maps": maps[index].astype(np.float16),
         "method": np.asarray("toy"),
@@ -56,7 +57,7 @@ def test_table_per_class_and_mean():
     assert table.loc[2, "pixel_aupro"] == pytest.approx(
         table.loc[:1, "pixel_aupro"].mean()
     )
-    assert table.loc[2, "n_images"] == 16
+    assert table.loc[2, "n_images"] == 16 and table.loc[2, "n_classes"] == 2
     metrics = metrics_for_mlflow(table)
     assert metrics["pixel_aupro"]["value"] == table.loc[2, "pixel_aupro"]
     assert "a/image_auroc" in metrics and "b/pixel_auroc" in metrics
@@ -80,3 +81,30 @@ def test_overlays_show_best_and_worst():
     captions = [ax.get_ylabel() for ax in fig.axes[::4]]
     assert [c.split(" |")[0] for c in captions] == ["best", "best", "worst", "worst"]
     plt.close(fig)
+
+
+def test_class_without_anomalies_is_left_out_of_the_mean_and_said_so():
+    arrays, predictions = _arrays_and_predictions()
+    arrays["labels"][arrays["classes"] == "b"] = 0
+    arrays["masks"][arrays["classes"] == "b"] = False
+    table = compute_metrics_table(predictions, arrays, {"aupro_fpr_limit": 0.3})
+    assert np.isnan(table.loc[1, "image_auroc"])
+    assert table.loc[2, "n_classes"] == 1
+    assert table.loc[2, "image_auroc"] == table.loc[0, "image_auroc"]
+    assert "b/image_auroc" not in metrics_for_mlflow(table)
+    arrays["labels"][:] = 0
+    arrays["masks"][:] = False
+    fig = overlays_figure(predictions, arrays, {"n_overlays": 2})
+    assert "no anomalous test image" in fig.axes[0].texts[0].get_text()
+    plt.close(fig)
+
+
+def test_predictions_of_other_data_are_refused():
+    arrays, predictions = _arrays_and_predictions()
+    arrays["image_paths"] = arrays["image_paths"].copy()
+    arrays["image_paths"][predictions["index"][3]] = "replaced.png"
+    with pytest.raises(ValueError, match="other images"):
+        compute_metrics_table(predictions, arrays, {"aupro_fpr_limit": 0.3})
+    predictions["index"] = predictions["index"][:0]
+    with pytest.raises(ValueError, match="no test images"):
+        compute_metrics_table(predictions, arrays, {"aupro_fpr_limit": 0.3})

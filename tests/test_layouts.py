@@ -140,3 +140,50 @@ def test_validation_split_is_seeded_per_class_and_only_from_train(mvtec_root):
     assert len(picks) == 3  # the seed really drives the choice
     with pytest.raises(ValueError, match="val_fraction"):
         assign_validation_split(rows, 1.0, seed=0)
+
+
+def test_a_class_split_does_not_depend_on_other_classes(mvtec_root):
+    rows = scan_mvtec(mvtec_root)
+    both = assign_validation_split(rows, 0.4, seed=7)
+    alone = assign_validation_split(rows[rows["class"] == "screw"], 0.4, seed=7)
+    val_both = both.loc[(both["class"] == "screw") & (both["split"] == "val")]
+    val_alone = alone.loc[alone["split"] == "val"]
+    assert sorted(val_both["image_path"]) == sorted(val_alone["image_path"])
+
+
+def test_validation_split_is_required(mvtec_root):
+    with pytest.raises(ValueError, match="validation split is required"):
+        assign_validation_split(scan_mvtec(mvtec_root), 0.0, seed=0)
+
+
+def _write_visa_csv(root: Path, records) -> None:
+    (root / "split_csv").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(records, columns=["object", "split", "label", "image", "mask"]).to_csv(
+        root / "split_csv" / "1cls.csv", index=False
+    )
+
+
+def test_visa_windows_paths_and_bad_rows(tmp_path):
+    root = tmp_path / "visa"
+    touch(root / "candle/Data/Images/Anomaly/0000.JPG")
+    touch(root / "candle/Data/Masks/Anomaly/0000.png")
+    _write_visa_csv(
+        root,
+        [
+            (
+                "candle",
+                "test",
+                "anomaly",
+                "candle\\Data\\Images\\Anomaly\\0000.JPG",
+                "candle\\Data\\Masks\\Anomaly\\0000.png",
+            )
+        ],
+    )
+    (row,) = scan_visa(root).itertuples(index=False)
+    assert Path(row.image_path).is_file() and Path(row.mask_path).is_file()
+    _write_visa_csv(root, [("candle", "validation", "normal", "a.JPG", None)])
+    with pytest.raises(DatasetLayoutError, match="line 2.*validation"):
+        scan_visa(root)
+    _write_visa_csv(root, [("candle", "test", "broken", "a.JPG", None)])
+    with pytest.raises(DatasetLayoutError, match="line 2.*broken"):
+        scan_visa(root)

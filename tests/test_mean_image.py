@@ -42,3 +42,24 @@ def test_unknown_class_and_missing_validation_fail_clearly():
     model = mean_image.fit(train, np.repeat(["a"], 4), train, np.repeat(["a"], 4))
     with pytest.raises(ValueError, match="class b"):
         mean_image.predict(model, train, np.repeat(["b"], 4))
+
+
+def test_pipeline_fit_never_reads_the_test_split():
+    from kedro_ad.pipelines.mean_image.nodes import fit_mean_image
+
+    rng = np.random.default_rng(3)
+    images = _images(rng, 30)
+    arrays = {
+        "images": images,
+        "classes": np.repeat(["a"], 30),
+        "splits": np.array(["train"] * 18 + ["val"] * 6 + ["test"] * 6),
+    }
+    params = {"smoothing_sigma": 1.0, "std_floor": 0.02}
+    before = fit_mean_image(arrays, params)
+    arrays["images"] = images.copy()
+    arrays["images"][24:] = 255 - arrays["images"][24:]  # change only the test rows
+    after = fit_mean_image(arrays, params)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
+    arrays["images"][20:24] = 0  # validation rows do set the normalisation
+    assert fit_mean_image(arrays, params)["a/map_mu"] != before["a/map_mu"]

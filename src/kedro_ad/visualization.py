@@ -102,3 +102,11 @@ def samples_figure(
     height = fig.get_size_inches()[1]
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 * (title.count("\n") + 1) / height))
     return fig
+
+
+def message_figure(text: str) -> plt.Figure:
+    """A figure that only says why there is nothing to draw."""
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10)
+    return fig

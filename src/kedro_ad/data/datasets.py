@@ -43,6 +43,10 @@ class ArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]
         try:
             with os.fdopen(fd, "wb") as handle:
                 np.savez(handle, **arrays)
+            # mkstemp makes the file owner-only; give it the usual umask permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

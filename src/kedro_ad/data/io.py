@@ -95,9 +95,12 @@ def _to_rgb(image: Image.Image, path: PathLike) -> Image.Image:
         return image
     logger.debug("%s: converting mode %s to RGB", path, image.mode)
     if image.mode in _SIXTEEN_BIT_MODES or image.mode == "I":
-        # 16-bit grayscale: keep the top 8 bits rather than clipping at 255.
+        # 16-bit grayscale: keep the top 8 bits, for every image alike (a per-image
+        # rule would put images of one dataset on two brightness scales). Plain
+        # 32-bit "I" has no declared depth: values above 255 are taken as 16-bit.
         arr = np.asarray(image, dtype=np.int64)
-        arr = np.clip(arr >> 8 if arr.max() > 255 else arr, 0, 255).astype(np.uint8)
+        sixteen = image.mode in _SIXTEEN_BIT_MODES or arr.max() > 255
+        arr = np.clip(arr >> 8 if sixteen else arr, 0, 255).astype(np.uint8)
         image = Image.fromarray(arr, mode="L")
     elif image.mode == "F":
         arr = np.clip(np.asarray(image), 0, 255).astype(np.uint8)

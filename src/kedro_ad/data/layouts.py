@@ -8,7 +8,8 @@ by validation instead of crashing the scan). Rows have the columns in ``COLUMNS`
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import zlib
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -107,10 +108,15 @@ def scan_mvtec(root: str | Path, classes="all") -> pd.DataFrame:
 
 def scan_folder(root: str | Path, classes="all") -> pd.DataFrame:
     """One MVTec-layout class folder (``root/train``) or a root of several."""
-    root = Path(root)
+    root = Path(root).resolve()
     if _is_mvtec_class(root):
         return scan_mvtec(root.parent, [root.name])
     return scan_mvtec(root, classes)
+
+
+def _csv_path(value: str) -> str:
+    """A path from a split CSV, written with / or with Windows' backslashes."""
+    return PureWindowsPath(value).as_posix() if "\\" in value else value
 
 
 def scan_visa(root: str | Path, classes="all", split_csv: str = "split_csv/1cls.csv"):
@@ -133,25 +139,25 @@ def scan_visa(root: str | Path, classes="all", split_csv: str = "split_csv/1cls.
     found = sorted(table["object"].unique())
     keep = _resolve_classes(root, classes, found)
     rows = []
-    for rec in table[table["object"].isin(keep)].itertuples(index=False):
-        label = 0 if str(rec.label).strip().lower() == "normal" else 1
-        image = str(root / rec.image)
+    labels = {"normal": 0, "anomaly": 1}
+    for line, rec in enumerate(table.itertuples(index=False), start=2):
+        if rec.object not in keep:
+            continue
+        label = labels.get(str(rec.label).strip().lower())
+        split = str(rec.split).strip().lower()
+        if label is None or split not in ("train", "test"):
+            raise DatasetLayoutError(
+                f"{csv_path}: line {line}: label must be normal/anomaly and split "
+                f"train/test, got label={rec.label!r} split={rec.split!r}"
+            )
+        image = str(root / _csv_path(rec.image))
         mask = expected = None
         if label:
             mask_rel = rec.mask if isinstance(rec.mask, str) and rec.mask else None
-            expected = str(root / mask_rel) if mask_rel else None
+            expected = str(root / _csv_path(mask_rel)) if mask_rel else None
             mask = expected if expected and Path(expected).is_file() else None
-        rows.append(
-            (
-                rec.object,
-                str(rec.split).strip().lower(),
-                label,
-                "anomaly" if label else "good",
-                image,
-                mask,
-                expected,
-            )
-        )
+        defect = "anomaly" if label else "good"
+        rows.append((rec.object, split, label, defect, image, mask, expected))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -174,14 +180,19 @@ def assign_validation_split(
     The validation split is the only data used to choose checkpoints, thresholds and
     normalisation statistics; the test split never is.
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(
+            f"data.val_fraction must be in (0, 1), got {val_fraction}: a validation "
+            "split is required to choose checkpoints, thresholds and normalisation"
+        )
     rows = rows.copy()
-    rng = np.random.default_rng(seed)
     for cls in sorted(rows["class"].unique()):
+        # one generator per class: a class's split does not depend on which other
+        # classes are selected
+        rng = np.random.default_rng([seed, zlib.crc32(str(cls).encode())])
         idx = rows.index[(rows["class"] == cls) & (rows["split"] == "train")]
         n_val = int(round(len(idx) * val_fraction))
-        if val_fraction > 0 and len(idx) >= 2:
+        if len(idx) >= 2:
             n_val = min(max(n_val, 1), len(idx) - 1)
         if n_val:
             chosen = rng.choice(np.asarray(idx), size=n_val, replace=False)

@@ -19,12 +19,10 @@ def validate_manifest_node(
     manifest: pd.DataFrame, data: dict, validation: dict
 ) -> dict:
     """Run the expectations; the report is saved and logged even when it fails."""
-    classes = sorted(manifest["class"].unique())
-    if data.get("classes") not in (None, "all"):
-        requested = data["classes"]
-        classes = [requested] if isinstance(requested, str) else list(requested)
     return validate_manifest(
-        manifest, classes, min_train_images=int(validation["min_train_images"])
+        manifest,
+        data.get("classes", "all"),
+        min_train_images=int(validation["min_train_images"]),
     )
 
 

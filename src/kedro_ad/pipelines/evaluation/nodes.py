@@ -1,8 +1,8 @@
 """Evaluation of any method's predictions: tables, curves and overlays.
 
 ``predictions`` (written by a method's scoring node) holds ``index`` (rows of
-``dataset_arrays``, test split only), ``scores`` [N], ``maps`` [N,H,W], ``method``
-and ``description``.
+``dataset_arrays``, test split only), ``image_paths`` (those rows' files),
+``scores`` [N], ``maps`` [N,H,W], ``method`` and ``description``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from kedro_ad.metrics import METRIC_NAMES, aupro, image_metrics, pixel_metrics
-from kedro_ad.visualization import overlay_figure, roc_pr_figure
+from kedro_ad.visualization import message_figure, overlay_figure, roc_pr_figure
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +23,17 @@ COLUMNS = list(METRIC_NAMES)
 
 def _select(predictions: dict, arrays: dict) -> dict:
     index = predictions["index"]
+    if len(index) == 0:
+        raise ValueError("predictions hold no test images: nothing to evaluate")
     if (arrays["splits"][index] != "test").any():
         raise ValueError(
             "predictions include rows outside the test split: evaluation only "
             "scores the test split"
+        )
+    if not np.array_equal(predictions["image_paths"], arrays["image_paths"][index]):
+        raise ValueError(
+            "predictions were made on other images than the current dataset_arrays "
+            "(the data changed since scoring): run the method's scoring again"
         )
     return {
         "labels": arrays["labels"][index],
@@ -67,6 +74,7 @@ def compute_metrics_table(
             pixel["aupro"] = aupro(sel["masks"][m], sel["maps"][m], fpr_limit=limit)
         row = {
             "class": cls,
+            "n_classes": 1,
             "n_images": int(m.sum()),
             "n_anomalous": int(sel["labels"][m].sum()),
         }
@@ -79,9 +87,19 @@ def compute_metrics_table(
         "n_images": int(table["n_images"].sum()),
         "n_anomalous": int(table["n_anomalous"].sum()),
     }
-    mean.update({c: float(table[c].mean()) for c in COLUMNS})
+    # classes without both good and anomalous test images have undefined metrics
+    # (NaN); the mean covers the others and says how many it covers
+    scored = table["image_auroc"].notna()
+    if not scored.all():
+        logger.warning(
+            "Classes %s lack good or anomalous test images: their metrics are "
+            "undefined and left out of the mean",
+            table.loc[~scored, "class"].tolist(),
+        )
+    mean["n_classes"] = int(scored.sum())
+    mean.update({c: float(table.loc[scored, c].mean()) for c in COLUMNS})
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
-    return table[["class", "n_images", "n_anomalous", *COLUMNS]]
+    return table[["class", "n_classes", "n_images", "n_anomalous", *COLUMNS]]
 
 
 def metrics_markdown(
@@ -135,6 +153,8 @@ def overlays_figure(predictions: dict, arrays: dict, evaluation: dict):
     )
     keep = np.isfinite(quality)
     anomalous, quality = anomalous[keep], quality[keep]
+    if len(anomalous) == 0:
+        return message_figure("no anomalous test image with a mask to show")
     order = anomalous[np.argsort(-quality)]
     k = min(int(evaluation["n_overlays"]), len(order) // 2 or len(order))
     chosen = list(order[:k]) + list(order[::-1][:k])

@@ -26,13 +26,18 @@ def fit_mean_image(
 def score_mean_image(
     model: dict[str, np.ndarray], arrays: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Scores and maps of the test split, in the predictions format evaluation reads."""
+    """Scores and maps of the test split, in the predictions format evaluation reads.
+
+    ``index`` and ``image_paths`` name the rows of ``dataset_arrays`` scored, so the
+    evaluation can refuse predictions made on other data.
+    """
     index = np.flatnonzero(arrays["splits"] == "test")
     scores, maps = mean_image.predict(
         model, arrays["images"][index], arrays["classes"][index]
     )
     return {
         "index": index,
+        "image_paths": arrays["image_paths"][index],
         "scores": scores,
         "maps": maps.astype(np.float16),
         "method": np.asarray("mean_image"),
