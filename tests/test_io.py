@@ -190,8 +190,8 @@ def test_describe_files_catches_truncation_even_if_pil_is_lenient(
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored afterwards
 
 
-def test_describe_files_many_files_quickly(tmp_path: Path) -> None:
-    """Thousands of small files take seconds (the bar shows for many files)."""
+def test_describe_files_many_rows_keep_their_order(tmp_path: Path) -> None:
+    """The thread pool (and progress bar) path: every row described, in order."""
     root = make_mvtec_tree(
         tmp_path, n_train=300, n_test_good=0, n_per_defect=0, size=16
     )
@@ -199,3 +199,6 @@ def test_describe_files_many_files_quickly(tmp_path: Path) -> None:
     rows = pd.DataFrame({"image_path": paths * 7, "mask_path": None})
     out = describe_files(rows, progress=True)
     assert len(out) == 2100 and out["image_ok"].all()
+    assert out["image_path"].tolist() == rows["image_path"].tolist()
+    by_path = out.groupby("image_path")["sha256"].nunique()
+    assert (by_path == 1).all() and out["sha256"].nunique() == 300
