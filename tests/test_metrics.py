@@ -385,3 +385,20 @@ def test_torch_tensors_accepted():
     maps = random_maps(rng, masks)
     expected = pixel_metrics(masks, maps)
     assert pixel_metrics(torch.from_numpy(masks), torch.from_numpy(maps)) == expected
+
+
+def test_pixel_metrics_fpr_limit_matches_aupro():
+    from kedro_ad.metrics import aupro, pixel_metrics
+
+    rng = np.random.default_rng(11)
+    masks = np.zeros((3, 16, 16), dtype=bool)
+    masks[:, 4:9, 5:11] = True
+    maps = rng.normal(size=masks.shape) + masks
+    for limit in (0.05, 0.3, 1.0):
+        got = pixel_metrics(masks, maps, fpr_limit=limit)["aupro"]
+        assert got == pytest.approx(aupro(masks, maps, fpr_limit=limit), abs=1e-12)
+    assert (
+        pixel_metrics(masks, maps)["aupro"] == pixel_metrics(masks, maps, 0.3)["aupro"]
+    )
+    with pytest.raises(ValueError, match="fpr_limit"):
+        pixel_metrics(masks, maps, fpr_limit=0.0)

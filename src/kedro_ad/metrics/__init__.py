@@ -403,8 +403,8 @@ def image_metrics(labels, scores) -> dict:
     return sweep.result("image")
 
 
-def pixel_metrics(masks, maps) -> dict:
-    """Pixel-level AUROC, AP, F1-max and AU-PRO (FPR limit 0.3).
+def pixel_metrics(masks, maps, fpr_limit: float = 0.3) -> dict:
+    """Pixel-level AUROC, AP, F1-max and AU-PRO (FPR limit 0.3 unless given).
 
     All metrics are computed from one sort of all N*H*W pixels. Maps are
     compared in float32 (scores that differ only beyond float32 precision
@@ -414,6 +414,7 @@ def pixel_metrics(masks, maps) -> dict:
         masks: ground-truth masks, [N,H,W] (also [H,W] or [N,1,H,W]); bool, or
             numeric where values > 0.5 mean anomalous.
         maps: anomaly maps of the same shape (higher = more anomalous).
+        fpr_limit: AU-PRO's upper integration limit, (0, 1]; MVTec uses 0.3.
 
     Returns:
         ``{"auroc", "ap", "f1max", "aupro"}`` as floats. A metric that is
@@ -424,8 +425,9 @@ def pixel_metrics(masks, maps) -> dict:
         ValueError: if the shapes differ or are not image stacks, or the maps
             contain NaN.
     """
+    fpr_limit = _check_fpr_limit(fpr_limit)
     masks, maps = _prepare_pixel_inputs(masks, maps)
-    return _pixel_sweep(masks, maps, 0.3).result("pixel")
+    return _pixel_sweep(masks, maps, fpr_limit).result("pixel")
 
 
 def aupro(masks, maps, fpr_limit: float = 0.3) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from kedro_ad.metrics import METRIC_NAMES, aupro, image_metrics, pixel_metrics
+from kedro_ad.metrics import METRIC_NAMES, image_metrics, pixel_metrics
 from kedro_ad.visualization import message_figure, overlay_figure, roc_pr_figure
 
 logger = logging.getLogger(__name__)
@@ -68,10 +68,9 @@ def compute_metrics_table(
     for cls in sorted(set(sel["classes"].tolist())):
         m = sel["classes"] == cls
         image = image_metrics(sel["labels"][m], sel["scores"][m])
-        pixel = pixel_metrics(sel["masks"][m], sel["maps"][m])
-        limit = float(evaluation["aupro_fpr_limit"])
-        if limit != 0.3:  # pixel_metrics reports MVTec's 0.3
-            pixel["aupro"] = aupro(sel["masks"][m], sel["maps"][m], fpr_limit=limit)
+        pixel = pixel_metrics(
+            sel["masks"][m], sel["maps"][m], fpr_limit=evaluation["aupro_fpr_limit"]
+        )
         row = {
             "class": cls,
             "n_classes": 1,
