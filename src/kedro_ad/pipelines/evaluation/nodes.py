@@ -21,7 +21,11 @@ logger = logging.getLogger(__name__)
 COLUMNS = list(METRIC_NAMES)
 
 
-def _select(predictions: dict, arrays: dict) -> dict:
+def _test_index(predictions: dict, arrays: dict) -> np.ndarray:
+    """The ``dataset_arrays`` rows the predictions score, after honesty checks.
+
+    Callers index only the arrays they need: images and maps are large.
+    """
     index = predictions["index"]
     if len(index) == 0:
         raise ValueError("predictions hold no test images: nothing to evaluate")
@@ -35,15 +39,7 @@ def _select(predictions: dict, arrays: dict) -> dict:
             "predictions were made on other images than the current dataset_arrays "
             "(the data changed since scoring): run the method's scoring again"
         )
-    return {
-        "labels": arrays["labels"][index],
-        "classes": arrays["classes"][index],
-        "masks": arrays["masks"][index],
-        "images": arrays["images"][index],
-        "paths": arrays["image_paths"][index],
-        "scores": predictions["scores"].astype(np.float64),
-        "maps": predictions["maps"].astype(np.float32),
-    }
+    return index
 
 
 def describe_data(arrays: dict, data: dict) -> str:
@@ -63,19 +59,23 @@ def compute_metrics_table(
     predictions: dict, arrays: dict, evaluation: dict
 ) -> pd.DataFrame:
     """Per-class metrics, plus the mean over classes as the last row."""
-    sel = _select(predictions, arrays)
+    index = _test_index(predictions, arrays)
+    labels, classes = arrays["labels"][index], arrays["classes"][index]
+    scores = predictions["scores"].astype(np.float64)
     rows = []
-    for cls in sorted(set(sel["classes"].tolist())):
-        m = sel["classes"] == cls
-        image = image_metrics(sel["labels"][m], sel["scores"][m])
+    for cls in sorted(set(classes.tolist())):
+        m = classes == cls
+        image = image_metrics(labels[m], scores[m])
         pixel = pixel_metrics(
-            sel["masks"][m], sel["maps"][m], fpr_limit=evaluation["aupro_fpr_limit"]
+            arrays["masks"][index[m]],
+            predictions["maps"][m].astype(np.float32),
+            fpr_limit=evaluation["aupro_fpr_limit"],
         )
         row = {
             "class": cls,
             "n_classes": 1,
             "n_images": int(m.sum()),
-            "n_anomalous": int(sel["labels"][m].sum()),
+            "n_anomalous": int(labels[m].sum()),
         }
         row.update({f"image_{k}": float(v) for k, v in image.items()})
         row.update({f"pixel_{k}": float(v) for k, v in pixel.items()})
@@ -129,23 +129,24 @@ def metrics_for_mlflow(table: pd.DataFrame) -> dict:
 
 def curves_figure(predictions: dict, arrays: dict, data: dict):
     """Image-level ROC and PR curves per class."""
-    sel = _select(predictions, arrays)
+    index = _test_index(predictions, arrays)
     return roc_pr_figure(
-        sel["labels"],
-        sel["scores"],
-        sel["classes"],
+        arrays["labels"][index],
+        predictions["scores"].astype(np.float64),
+        arrays["classes"][index],
         f"{predictions['method']}: {describe_data(arrays, data)}",
     )
 
 
 def overlays_figure(predictions: dict, arrays: dict, evaluation: dict):
     """Best and worst anomalous test images, ranked by their own pixel AUROC."""
-    sel = _select(predictions, arrays)
-    anomalous = np.flatnonzero(sel["labels"] == 1)
+    index = _test_index(predictions, arrays)
+    masks, maps = arrays["masks"], predictions["maps"]
+    anomalous = np.flatnonzero(arrays["labels"][index] == 1)
     quality = np.array(
         [
-            roc_auc_score(sel["masks"][i].ravel(), sel["maps"][i].ravel())
-            if 0 < sel["masks"][i].mean() < 1
+            roc_auc_score(masks[index[i]].ravel(), maps[i].astype(np.float32).ravel())
+            if 0 < masks[index[i]].mean() < 1
             else np.nan
             for i in anomalous
         ]
@@ -156,17 +157,18 @@ def overlays_figure(predictions: dict, arrays: dict, evaluation: dict):
         return message_figure("no anomalous test image with a mask to show")
     order = anomalous[np.argsort(-quality)]
     k = min(int(evaluation["n_overlays"]), len(order) // 2 or len(order))
-    chosen = list(order[:k]) + list(order[::-1][:k])
+    chosen = np.array(list(order[:k]) + list(order[::-1][:k]))
     by_index = dict(zip(anomalous.tolist(), quality.tolist(), strict=True))
+    classes, scores = arrays["classes"][index], predictions["scores"]
     captions = [
-        f"{'best' if j < k else 'worst'} | {sel['classes'][i]}\n"
-        f"score {sel['scores'][i]:.2f}, pixel AUROC {by_index[i]:.2f}"
-        for j, i in enumerate(chosen)
+        f"{'best' if j < k else 'worst'} | {classes[i]}\n"
+        f"score {float(scores[i]):.2f}, pixel AUROC {by_index[i]:.2f}"
+        for j, i in enumerate(chosen.tolist())
     ]
     return overlay_figure(
-        sel["images"][chosen],
-        sel["masks"][chosen],
-        sel["maps"][chosen],
+        arrays["images"][index[chosen]],
+        masks[index[chosen]],
+        maps[chosen].astype(np.float32),
         captions,
         f"{predictions['method']}: best and worst anomalous test images "
         "(ranked by per-image pixel AUROC)",
