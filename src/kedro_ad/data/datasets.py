@@ -57,3 +57,96 @@ class ArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+
+class ModelFolderDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """A trained model as a folder: a dict of networks, arrays and settings.
+
+    Values that are diffusers models (``ModelMixin``: anything with
+    ``save_pretrained``/``from_pretrained``) go to ``<folder>/<key>/`` with their
+    config, numpy arrays to ``arrays.npz``, everything else to ``manifest.json``
+    (so it must be JSON-able). Loading imports each network's class and rebuilds
+    it with ``from_pretrained`` in eval mode. The folder is written beside the
+    target and renamed into place: an interrupted save leaves the old model intact.
+    The folder is also what kedro-mlflow logs as the registered model's artifact.
+    """
+
+    MANIFEST = "manifest.json"
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+
+    def _load(self) -> dict[str, Any]:
+        import importlib
+        import json
+
+        path = Path(self._filepath)
+        manifest_file = path / self.MANIFEST
+        if not manifest_file.is_file():
+            raise DatasetError(
+                f"{path}: no trained model here (no {self.MANIFEST}); "
+                "run the pipeline that trains it"
+            )
+        manifest = json.loads(manifest_file.read_text())
+        out: dict[str, Any] = dict(manifest["values"])
+        for key, class_path in manifest["modules"].items():
+            module_name, _, class_name = class_path.rpartition(".")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            out[key] = cls.from_pretrained(str(path / key)).eval()
+        if manifest["arrays"]:
+            with np.load(path / "arrays.npz", allow_pickle=False) as data:
+                out.update({key: data[key] for key in manifest["arrays"]})
+        return out
+
+    def _save(self, data: dict[str, Any]) -> None:
+        import json
+        import shutil
+
+        path = Path(self._filepath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+        try:
+            manifest: dict[str, Any] = {"modules": {}, "arrays": [], "values": {}}
+            arrays = {}
+            for key, value in data.items():
+                if hasattr(value, "save_pretrained"):
+                    value.save_pretrained(str(tmp / key))
+                    cls = type(value)
+                    manifest["modules"][key] = f"{cls.__module__}.{cls.__qualname__}"
+                elif isinstance(value, np.ndarray | np.generic):
+                    if np.asarray(value).dtype == object:
+                        raise DatasetError(f"{path}: array '{key}' has dtype object")
+                    arrays[key] = np.asarray(value)
+                    manifest["arrays"].append(key)
+                elif hasattr(value, "state_dict"):
+                    raise DatasetError(
+                        f"{path}: '{key}' is a {type(value).__name__} without "
+                        "save_pretrained; make it a diffusers ModelMixin/ConfigMixin"
+                    )
+                else:
+                    manifest["values"][key] = value
+            if arrays:
+                np.savez(tmp / "arrays.npz", **arrays)
+            try:
+                text = json.dumps(manifest, indent=1, sort_keys=True)
+            except TypeError as exc:
+                raise DatasetError(f"{path}: a setting is not JSON-able: {exc}") from exc
+            (tmp / self.MANIFEST).write_text(text)
+            os.chmod(tmp, 0o755)
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            if path.exists():
+                path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _exists(self) -> bool:
+        return (Path(self._filepath) / self.MANIFEST).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -281,3 +281,62 @@ def describe_files(rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
     n_bad = int((~out["image_ok"]).sum() + (out["mask_error"] != "").sum())
     logger.info("Described %d files (%d unreadable)", len(out), n_bad)
     return out
+
+
+def _input_images(model_input: Any) -> np.ndarray:
+    images = model_input["images"] if isinstance(model_input, dict) else model_input
+    images = np.asarray(images)
+    if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3)):
+        images = images[None]  # one image
+    if images.ndim == 3:  # a batch of grayscale images
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.shape[0] == 0:
+        raise ValueError(
+            "model input: expected images shaped (N, H, W, 3) or (N, H, W), "
+            f"got an array of shape {images.shape}"
+        )
+    return images
+
+
+def input_size(model_input: Any) -> tuple[int, int]:
+    """``(height, width)`` of the images a user passed to a model (maps match it)."""
+    images = _input_images(model_input)
+    return int(images.shape[1]), int(images.shape[2])
+
+
+def as_image_batch(model_input: Any, size: int) -> tuple[Any, np.ndarray | None]:
+    """Turn what a user passes to a served model into the batch the models take.
+
+    ``model_input`` is an array of images, uint8 in [0, 255] or float in [0, 1],
+    shaped ``(N, H, W, 3)`` (or grayscale ``(N, H, W)``), or a dict
+    ``{"images": that array, "classes": (N,) class names}`` for class-conditioned
+    models. Returns float32 torch images ``(N, 3, size, size)`` in [0, 1] (bilinear,
+    antialiased resize) and the class names, or None when none were given.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    images = _input_images(model_input)
+    if images.dtype == np.uint8:
+        batch = torch.from_numpy(images.astype(np.float32) / 255.0)
+    else:
+        batch = torch.from_numpy(np.asarray(images, dtype=np.float32))
+        if batch.numel() and (batch.min() < -1e-3 or batch.max() > 1 + 1e-3):
+            raise ValueError(
+                "model input: float images must lie in [0, 1] "
+                f"(got {float(batch.min()):.3g}..{float(batch.max()):.3g}); "
+                "pass uint8 for 0..255"
+            )
+    batch = batch.permute(0, 3, 1, 2).expand(-1, 3, -1, -1).contiguous()
+    if batch.shape[-2:] != (size, size):
+        batch = F.interpolate(
+            batch, size=(size, size), mode="bilinear", antialias=True
+        ).clamp_(0, 1)
+    classes = None
+    if isinstance(model_input, dict) and model_input.get("classes") is not None:
+        classes = np.asarray(model_input["classes"]).astype(str).reshape(-1)
+        if len(classes) != batch.shape[0]:
+            raise ValueError(
+                f"model input: {len(classes)} class names for {batch.shape[0]} images"
+            )
+    return batch, classes

@@ -98,7 +98,8 @@ def compute_metrics_table(
     mean["n_classes"] = int(scored.sum())
     mean.update({c: float(table.loc[scored, c].mean()) for c in COLUMNS})
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
-    return table[["class", "n_classes", "n_images", "n_anomalous", *COLUMNS]]
+    table.insert(0, "method", str(predictions["method"]))
+    return table[["method", "class", "n_classes", "n_images", "n_anomalous", *COLUMNS]]
 
 
 def metrics_markdown(
@@ -110,17 +111,23 @@ def metrics_markdown(
         f"Method: {predictions['description']}.\n\n"
         f"Data: {describe_data(arrays, data)}.\n\n"
     )
-    shown = table.copy()
+    shown = table.drop(columns="method")
     for c in COLUMNS:
         shown[c] = shown[c].map(lambda v: f"{100 * v:.1f}")
     return header + shown.to_markdown(index=False) + "\n\n(percent)\n"
 
 
 def metrics_for_mlflow(table: pd.DataFrame) -> dict:
-    """``<metric>`` for the class mean and ``<class>/<metric>`` per class."""
+    """``<method>/<metric>`` for the class mean, ``<method>/<class>/<metric>``.
+
+    The method prefix keeps methods apart when one run evaluates several of them
+    (a comparison run), and names the same metric alike across runs.
+    """
     out = {}
     for _, row in table.iterrows():
-        prefix = "" if row["class"] == "mean" else f"{row['class']}/"
+        prefix = f"{row['method']}/"
+        if row["class"] != "mean":
+            prefix += f"{row['class']}/"
         for c in COLUMNS:
             if np.isfinite(row[c]):
                 out[f"{prefix}{c}"] = {"value": float(row[c]), "step": 0}
@@ -173,3 +180,40 @@ def overlays_figure(predictions: dict, arrays: dict, evaluation: dict):
         f"{predictions['method']}: best and worst anomalous test images "
         "(ranked by per-image pixel AUROC)",
     )
+
+
+def compare_methods(*inputs) -> tuple[pd.DataFrame, str]:
+    """Methods side by side: class means of each evaluation table, plus timings.
+
+    ``inputs`` alternate ``(evaluation_table, predictions)`` per method; the
+    predictions may carry ``train_seconds`` and ``score_seconds`` (wall time of the
+    method's training and of scoring the test split), shown when present.
+    """
+    rows = []
+    for table, predictions in zip(inputs[::2], inputs[1::2], strict=True):
+        row = table[table["class"] == "mean"].iloc[0].to_dict()
+        row["description"] = str(predictions["description"])
+        for key in ("train_seconds", "score_seconds"):
+            row[key] = float(predictions[key]) if key in predictions else float("nan")
+        n = len(predictions["scores"])
+        row["images_per_second"] = n / row["score_seconds"] if n else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    columns = ["method", "n_classes", "n_images", *COLUMNS]
+    columns += ["train_seconds", "score_seconds", "images_per_second"]
+    table = table[[*columns, "description"]]
+    shown = table[columns].copy()
+    for c in COLUMNS:
+        shown[c] = shown[c].map(lambda v: f"{100 * v:.1f}")
+    for c in ("train_seconds", "score_seconds", "images_per_second"):
+        shown[c] = shown[c].map(lambda v: "-" if not np.isfinite(v) else f"{v:.1f}")
+    text = (
+        "# Methods compared on the same data, in one run\n\n"
+        "Metrics in percent, class means over the test split; every method chose "
+        "its checkpoint and normalisation on the validation split only.\n\n"
+        + shown.to_markdown(index=False)
+        + "\n\n"
+        + "\n".join(f"- {r['method']}: {r['description']}" for r in rows)
+        + "\n"
+    )
+    return table, text

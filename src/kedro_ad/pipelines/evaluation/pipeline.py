@@ -3,6 +3,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
+    compare_methods,
     compute_metrics_table,
     curves_figure,
     metrics_for_mlflow,
@@ -49,4 +50,21 @@ def create_pipeline(method: str = "mean_image", **kwargs) -> Pipeline:
         namespace=method,
         inputs={"dataset_arrays"},
         parameters={"params:evaluation", "params:data"},
+    )
+
+
+def create_comparison_pipeline(methods: tuple[str, ...], name: str) -> Pipeline:
+    """One table of several methods' results: ``comparison_<name>.{table,markdown}``."""
+    inputs = []
+    for method in methods:
+        inputs += [f"{method}.evaluation_table", f"{method}.predictions"]
+    return Pipeline(
+        [
+            Node(
+                compare_methods,
+                inputs,
+                [f"comparison_{name}.table", f"comparison_{name}.markdown"],
+                name=f"compare_{name}_node",
+            )
+        ]
     )

@@ -1,0 +1,356 @@
+"""One training loop for every method: Accelerate, checkpoints, resume, selection.
+
+The loop owns what every diffusion method repeats: the optimiser, gradient
+clipping, progress, a wall-clock budget, checkpoints every N steps that a killed
+run resumes from, and keeping the weights that scored best on the validation
+split. A method brings its modules, a ``sample_batch`` and a ``loss_fn``.
+
+Reproducibility: step ``s`` draws its batch and its noise from generators seeded by
+``(seed, s)``, so a run resumed from a checkpoint reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import send_to_device
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+History = dict[str, list[dict[str, float]]]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (``<method>.training`` in the parameters)."""
+
+    max_steps: int = 1000
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 100
+    checkpoints_total_limit: int = 2
+    validate_every: int = 200
+    log_every: int = 10
+    max_minutes: float | None = None
+    seed: int = 0
+    grad_clip: float | None = 1.0
+    mixed_precision: str = "no"
+    fingerprint: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrainConfig:
+        """Build from a parameters dict; unknown keys are an error, not ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(
+                f"training parameters: unknown key(s) {unknown}; known: {sorted(names)}"
+            )
+        config = cls(**dict(params))
+        for name in ("max_steps", "batch_size", "checkpoint_every", "validate_every"):
+            if int(getattr(config, name)) < 1:
+                raise ValueError(f"training parameters: {name} must be >= 1")
+        return config
+
+    def resume_key(self, modules: Mapping[str, torch.nn.Module]) -> str:
+        """What must match for a checkpoint to be resumed: settings and shapes.
+
+        The budget and the checkpoint folder itself may change between tries.
+        """
+        settings = dataclasses.asdict(self)
+        for volatile in ("checkpoint_dir", "max_minutes", "checkpoints_total_limit"):
+            settings.pop(volatile)
+        shapes = {
+            name: sorted((k, list(v.shape)) for k, v in module.state_dict().items())
+            for name, module in modules.items()
+        }
+        text = json.dumps({"settings": settings, "shapes": shapes}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    """What a run did; the modules passed to ``fit`` hold the best weights."""
+
+    history: History
+    best_step: int
+    best_metrics: dict[str, float]
+    steps_done: int
+    seconds: float
+    resumed_from: int | None = None
+    stopped_early: bool = False
+
+
+class _State:
+    """The loop's own progress, saved inside each checkpoint."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.seconds = 0.0
+        self.history: History = {}
+        self.best_step = -1
+        self.best_metrics: dict[str, float] = {}
+        self.best_value = -math.inf
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of step ``step``: distinct per step, identical across resumes."""
+    return (int(seed) * 1_000_003 + int(step)) % (2**63 - 1)
+
+
+def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in folder.glob("checkpoint_*"):
+        suffix = path.name.removeprefix("checkpoint_")
+        if path.is_dir() and suffix.isdigit() and (path / "loop_state.json").is_file():
+            found.append((int(suffix), path))
+    return sorted(found)
+
+
+def _clear(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _append(history: History, name: str, step: int, value: float) -> None:
+    history.setdefault(name, []).append({"step": int(step), "value": float(value)})
+
+
+def fit(
+    modules: Mapping[str, torch.nn.Module],
+    trainable: Iterable[torch.nn.Parameter] | None,
+    sample_batch: Callable[[int, torch.Generator], Any],
+    loss_fn: Callable[[Any, torch.Generator], Mapping[str, torch.Tensor]],
+    config: TrainConfig,
+    validate_fn: Callable[[], Mapping[str, float]] | None = None,
+    monitor: str = "val_score",
+    description: str = "training",
+) -> TrainResult:
+    """Train ``modules`` for ``config.max_steps`` steps; return the history.
+
+    Args:
+        modules: every module whose weights are checkpointed and selected.
+        trainable: the parameters the optimiser updates (None: every parameter of
+            ``modules`` that requires grad).
+        sample_batch: ``(step, generator) -> batch``, deterministic given both. The
+            generator is a CPU ``torch.Generator`` seeded for this step; a numpy
+            generator can be derived with ``np.random.default_rng(g.initial_seed())``.
+            Tensors in the batch are moved to the training device.
+        loss_fn: ``(batch, generator) -> {"loss": tensor, ...}``; ``"loss"`` is
+            back-propagated, every entry is logged. Draw noise on the CPU with the
+            generator and move it to the batch's device.
+        validate_fn: scores the validation split, ``{monitor: value, ...}``, higher
+            is better. Called with the modules in eval mode every
+            ``validate_every`` steps and at the end; without it the last step wins.
+        monitor: the key of ``validate_fn``'s result that chooses the checkpoint.
+    """
+    modules = dict(modules)
+    if trainable is None:
+        trainable = [
+            p for m in modules.values() for p in m.parameters() if p.requires_grad
+        ]
+    trainable = list(trainable)
+    if not trainable:
+        raise ValueError(f"{description}: no trainable parameters")
+
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    names = list(modules)
+    prepared = accelerator.prepare(*modules.values(), optimizer)
+    optimizer = prepared[-1]
+    for name, module in zip(names, prepared[:-1], strict=True):
+        modules[name] = module
+    state = _State()
+    accelerator.register_for_checkpointing(state)
+
+    folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    key = config.resume_key(modules)
+    resumed_from = None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        key_file = folder / "resume_key.json"
+        existing = _checkpoints(folder)
+        old_key = json.loads(key_file.read_text())["key"] if key_file.is_file() else None
+        if existing and old_key == key:
+            step, path = existing[-1]
+            accelerator.load_state(str(path))
+            resumed_from = state.step
+            logger.warning(
+                "%s: resuming from %s (step %d of %d)",
+                description,
+                path,
+                state.step,
+                config.max_steps,
+            )
+        elif existing or old_key is not None:
+            logger.warning(
+                "%s: %s holds checkpoints of other settings; starting afresh",
+                description,
+                folder,
+            )
+            _clear(folder)
+        key_file.write_text(json.dumps({"key": key}))
+    best_file = folder / "best_weights.pt" if folder is not None else None
+    best_weights = None
+    if best_file is not None and best_file.is_file() and resumed_from is not None:
+        best_weights = torch.load(best_file, map_location="cpu", weights_only=True)
+
+    def unwrapped() -> dict[str, torch.nn.Module]:
+        return {n: accelerator.unwrap_model(m) for n, m in modules.items()}
+
+    def validate() -> None:
+        nonlocal best_weights
+        metrics: dict[str, float] = {}
+        if validate_fn is not None:
+            for module in modules.values():
+                module.eval()
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in validate_fn().items()}
+            for module in modules.values():
+                module.train()
+            for name, value in metrics.items():
+                _append(state.history, name, state.step, value)
+            if monitor not in metrics:
+                raise KeyError(f"{description}: validate_fn returned no {monitor!r}")
+        value = metrics.get(monitor, float(state.step))
+        if value > state.best_value or state.best_step < 0:
+            state.best_value, state.best_step = value, state.step
+            state.best_metrics = metrics
+            best_weights = {
+                n: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+                for n, m in unwrapped().items()
+            }
+            if best_file is not None:
+                tmp = best_file.with_suffix(".tmp")
+                torch.save(best_weights, tmp)
+                tmp.replace(best_file)
+        logger.info(
+            "%s step %d: %s (best %s=%.4f at step %d)",
+            description,
+            state.step,
+            {k: round(v, 4) for k, v in metrics.items()},
+            monitor,
+            state.best_value,
+            state.best_step,
+        )
+
+    def checkpoint() -> None:
+        target = folder / f"checkpoint_{state.step}"
+        tmp = folder / f".tmp_checkpoint_{state.step}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        accelerator.save_state(str(tmp))
+        (tmp / "loop_state.json").write_text(json.dumps({"step": state.step}))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        for _, old in _checkpoints(folder)[: -config.checkpoints_total_limit]:
+            shutil.rmtree(old)
+
+    for module in modules.values():
+        module.train()
+    start = time.monotonic() - state.seconds
+    running: dict[str, list[float]] = {}
+    stopped_early = False
+    bar = tqdm(
+        total=config.max_steps,
+        initial=state.step,
+        desc=description,
+        mininterval=5,
+        dynamic_ncols=True,
+    )
+    while state.step < config.max_steps:
+        seed = step_seed(config.seed, state.step)
+        torch.manual_seed(seed)  # dropout and anything else on the global RNG
+        generator = torch.Generator().manual_seed(seed)
+        batch = send_to_device(sample_batch(state.step, generator), accelerator.device)
+        with accelerator.autocast():
+            losses = loss_fn(batch, generator)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{description}: loss is {loss.item()} at step {state.step}; "
+                "lower training.learning_rate or check the inputs"
+            )
+        accelerator.backward(loss)
+        if config.grad_clip:
+            accelerator.clip_grad_norm_(trainable, config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.seconds = time.monotonic() - start
+        for name, value in losses.items():
+            running.setdefault(name, []).append(float(value.detach()))
+        if state.step % config.log_every == 0 or state.step == config.max_steps:
+            for name, values in running.items():
+                _append(state.history, name, state.step, sum(values) / len(values))
+            bar.set_postfix(loss=f"{sum(running['loss']) / len(running['loss']):.4f}")
+            running = {}
+        bar.update(1)
+        out_of_time = (
+            config.max_minutes is not None and state.seconds > 60 * config.max_minutes
+        )
+        if (
+            state.step % config.validate_every == 0
+            or state.step == config.max_steps
+            or out_of_time
+        ):
+            validate()
+        if folder is not None and state.step % config.checkpoint_every == 0:
+            checkpoint()
+        if out_of_time and state.step < config.max_steps:
+            logger.warning(
+                "%s: stopped at step %d of %d: the %.1f-minute budget "
+                "(training.max_minutes) is spent",
+                description,
+                state.step,
+                config.max_steps,
+                config.max_minutes,
+            )
+            stopped_early = True
+            break
+    bar.close()
+    if best_weights is None:  # resumed at max_steps, its best weights lost
+        state.best_value, state.best_step = -math.inf, -1
+        validate()
+
+    for name, module in unwrapped().items():
+        module.load_state_dict(best_weights[name])
+        module.eval()
+    if folder is not None:  # finished cleanly: nothing left to resume
+        _clear(folder)
+    return TrainResult(
+        history=state.history,
+        best_step=state.best_step,
+        best_metrics=dict(state.best_metrics),
+        steps_done=state.step,
+        seconds=state.seconds,
+        resumed_from=resumed_from,
+        stopped_early=stopped_early,
+    )
