@@ -138,3 +138,37 @@ def test_bad_file_stops_the_run_before_arrays(project, tmp_path, caplog):
     logged = client.list_artifacts(failed[0].info.run_id, "data_validation")
     assert [a.path for a in logged] == ["data_validation/validation_report.json"]
     assert not (project / "data/05_model_input/dataset_arrays.npz").exists()
+
+
+def test_served_method_is_registered_and_scores_through_pyfunc(project):
+    """The registry path every method uses, on the cheapest scorer.
+
+    The run logs inference pipeline + weights as one pyfunc model, registers a
+    version of ``kedro-ad-<method>``, and the loaded model turns images of any
+    size into one score and one map per image, matching the test predictions.
+    """
+    import numpy as np
+
+    _run(project, "mean_image_served", SMALL_SYNTHETIC)
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    client = mlflow.MlflowClient()
+    (version,) = client.search_model_versions("name='kedro-ad-mean_image'")
+    model = mlflow.pyfunc.load_model(f"models:/kedro-ad-mean_image/{version.version}")
+
+    from kedro_ad.data.datasets import ArraysDataset
+
+    arrays = ArraysDataset("data/05_model_input/dataset_arrays.npz").load()
+    predictions = ArraysDataset(
+        "data/07_model_output/mean_image/predictions.npz"
+    ).load()
+    index = predictions["index"][:3]
+    out = model.predict(
+        {"images": arrays["images"][index], "classes": arrays["classes"][index]}
+    )
+    np.testing.assert_allclose(out["scores"], predictions["scores"][:3], rtol=1e-4)
+    assert out["maps"].shape == (3, 32, 32)
+    big = np.repeat(np.repeat(arrays["images"][index], 2, axis=1), 2, axis=2)
+    out = model.predict({"images": big, "classes": arrays["classes"][index]})
+    assert out["maps"].shape == (3, 64, 64)
+    with pytest.raises(Exception, match="class"):
+        model.predict(arrays["images"][index])

@@ -79,7 +79,9 @@ def test_changed_settings_do_not_resume(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit({"net": net}, None, sample, loss, _config(tmp_path))
     net, sample, loss = _problem()
-    result = fit({"net": net}, None, sample, loss, _config(tmp_path, learning_rate=0.02))
+    result = fit(
+        {"net": net}, None, sample, loss, _config(tmp_path, learning_rate=0.02)
+    )
     assert result.resumed_from is None
     assert result.history["loss"][0]["step"] == 1
 

@@ -40,6 +40,8 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
     ),
     "padim": ((*DATA, "padim"), (), "padim"),
     "ran": ((*SYNTH, "padim", "ran"), ("padim", "ran"), "ran"),
+    # the trivial baseline, served too: the quickest check of the registry path
+    "mean_image_served": ((*DATA, "mean_image"), (), "mean_image"),
 }
 DIAD_VARIANTS = ("diad", "ldm", "ddpm")
 # what a served model needs besides its weights; pinned to this environment
@@ -112,6 +114,9 @@ def served(method: str, training: Pipeline):
             # name the requirements rather than let MLflow guess them (slow)
             "code_paths": [str(Path(__file__).parent)],
             "pip_requirements": _requirements(),
+            # "auto" would load an input example from the catalog; the input is
+            # images of any size (or images + class names), documented instead
+            "signature": None,
         },
     )
 

@@ -131,7 +131,9 @@ class ModelFolderDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             try:
                 text = json.dumps(manifest, indent=1, sort_keys=True)
             except TypeError as exc:
-                raise DatasetError(f"{path}: a setting is not JSON-able: {exc}") from exc
+                raise DatasetError(
+                    f"{path}: a setting is not JSON-able: {exc}"
+                ) from exc
             (tmp / self.MANIFEST).write_text(text)
             os.chmod(tmp, 0o755)
             old = path.with_name(f".{path.name}.old")

@@ -340,3 +340,14 @@ def as_image_batch(model_input: Any, size: int) -> tuple[Any, np.ndarray | None]
                 f"model input: {len(classes)} class names for {batch.shape[0]} images"
             )
     return batch, classes
+
+
+def resize_maps(maps: Any, size: tuple[int, int]) -> np.ndarray:
+    """Anomaly maps ``(N, h, w)`` resized bilinearly to ``size`` (float32 numpy)."""
+    import torch
+    import torch.nn.functional as F
+
+    maps = torch.as_tensor(np.asarray(maps, dtype=np.float32))
+    if tuple(maps.shape[-2:]) != tuple(size):
+        maps = F.interpolate(maps[:, None], size=size, mode="bilinear")[:, 0]
+    return maps.numpy()

@@ -43,6 +43,7 @@ def fit(
         model[f"{cls}/map_mu"] = np.float32(val_maps.mean())
         model[f"{cls}/map_sd"] = np.float32(val_maps.std() + 1e-6)
     model["classes"] = np.asarray(classes, dtype=str)
+    model["image_size"] = np.asarray(train_images.shape[1])
     return model
 
 

@@ -196,7 +196,9 @@ def fit(
         folder.mkdir(parents=True, exist_ok=True)
         key_file = folder / "resume_key.json"
         existing = _checkpoints(folder)
-        old_key = json.loads(key_file.read_text())["key"] if key_file.is_file() else None
+        old_key = (
+            json.loads(key_file.read_text())["key"] if key_file.is_file() else None
+        )
         if existing and old_key == key:
             step, path = existing[-1]
             accelerator.load_state(str(path))

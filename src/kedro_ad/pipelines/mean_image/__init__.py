@@ -1,5 +1,5 @@
 """The mean_image pipeline."""
 
-from .pipeline import create_pipeline
+from .pipeline import create_inference_pipeline, create_pipeline
 
-__all__ = ["create_pipeline"]
+__all__ = ["create_inference_pipeline", "create_pipeline"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kedro_ad.data.io import as_image_batch, input_size, resize_maps
 from kedro_ad.models import mean_image
 
 
@@ -46,3 +47,24 @@ def score_mean_image(
             "image (a trivial scorer, not a method from the papers)"
         ),
     }
+
+
+def predict_mean_image(
+    model: dict[str, np.ndarray], images, params: dict
+) -> dict[str, np.ndarray]:
+    """What the registered model does: images (+ class names) -> scores, maps.
+
+    The baseline is per class, so the input must name each image's class:
+    ``{"images": uint8 (N, H, W, 3), "classes": (N,)}``. Maps come back at the
+    input's size.
+    """
+    size = int(model["image_size"])
+    batch, classes = as_image_batch(images, size)
+    if classes is None:
+        raise ValueError(
+            "mean_image scores each image against its class: pass "
+            "{'images': array, 'classes': class names}"
+        )
+    pixels = (batch.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    scores, maps = mean_image.predict(model, pixels, classes)
+    return {"scores": scores, "maps": resize_maps(maps, input_size(images))}
