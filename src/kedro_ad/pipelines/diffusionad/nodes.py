@@ -1,0 +1,484 @@
+"""Nodes of DiffusionAD: train (with checkpoint selection on validation), score, serve.
+
+The model (a ``<m>.model`` folder) is a dict: ``settings`` (JSON: image size,
+schedule, the classes of per-class models) and one ``unet``/``seg`` pair, or with
+``model.per_class`` one pair per class, ``unet_<i>``/``seg_<i>`` for
+``settings["classes"][i]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kedro_ad.metrics import image_metrics, pixel_metrics
+from kedro_ad.models.diffusionad import (
+    DiffusionAD,
+    SegmentationUNet,
+    build_denoiser,
+    build_scheduler,
+    diffusionad_loss,
+    top_k_for,
+    upsample_maps,
+)
+from kedro_ad.training import TrainConfig, fit
+from kedro_ad.visualization import training_figure
+
+logger = logging.getLogger(__name__)
+
+METHOD = "diffusionad"
+DESCRIPTION = (
+    "DiffusionAD (Zhang et al. 2023): one-step DDPM denoising at lambda in {lams} + "
+    "a segmentation U-Net on (x0, x0_hat); image score = mean of the top-{k} pixels"
+)
+
+
+# --- model building and (de)serialisation ----------------------------------------
+def _settings(params: dict, classes: list[str] | None) -> dict:
+    model = params["model"]
+    return {
+        "image_size": int(model["image_size"]),
+        "num_train_timesteps": int(model.get("num_train_timesteps", 1000)),
+        "beta_start": float(model.get("beta_start", 1e-4)),
+        "beta_end": float(model.get("beta_end", 2e-2)),
+        "classes": classes,
+    }
+
+
+def build_network(params: dict) -> DiffusionAD:
+    """A fresh (untrained) DiffusionAD from ``params["model"]``."""
+    model = params["model"]
+    den, seg = model["denoiser"], model["segmentation"]
+    unet = build_denoiser(
+        int(model["image_size"]),
+        block_out_channels=tuple(den["block_out_channels"]),
+        layers_per_block=int(den["layers_per_block"]),
+        attention_resolutions=tuple(den["attention_resolutions"]),
+        attention_head_dim=int(den["attention_head_dim"]),
+        norm_num_groups=int(den["norm_num_groups"]),
+        dropout=float(den.get("dropout", 0.0)),
+    )
+    segmenter = SegmentationUNet(block_out_channels=tuple(seg["block_out_channels"]))
+    s = _settings(params, None)
+    scheduler = build_scheduler(
+        s["num_train_timesteps"], s["beta_start"], s["beta_end"]
+    )
+    return DiffusionAD(unet, segmenter, scheduler)
+
+
+def _pack(networks: dict[str | None, DiffusionAD], settings: dict) -> dict:
+    if None in networks:
+        return {
+            "settings": settings,
+            "unet": networks[None].unet,
+            "seg": networks[None].seg,
+        }
+    out: dict = {"settings": settings}
+    for i, cls in enumerate(settings["classes"]):
+        out[f"unet_{i}"], out[f"seg_{i}"] = networks[cls].unet, networks[cls].seg
+    return out
+
+
+def _unpack(model: dict) -> dict[str | None, DiffusionAD]:
+    s = model["settings"]
+    scheduler = build_scheduler(
+        s["num_train_timesteps"], s["beta_start"], s["beta_end"]
+    )
+    if s.get("classes") is None:
+        return {None: DiffusionAD(model["unet"], model["seg"], scheduler).eval()}
+    return {
+        cls: DiffusionAD(model[f"unet_{i}"], model[f"seg_{i}"], scheduler).eval()
+        for i, cls in enumerate(s["classes"])
+    }
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_model_input(images: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 [N, H, W, 3] -> float [N, 3, size, size] in [0, 1] (antialiased)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+    return x.clamp(0, 1)
+
+
+def _resize_masks(masks: np.ndarray, size: int) -> torch.Tensor:
+    """bool [N, H, W] -> float [N, 1, size, size], area-averaged (soft edges)."""
+    m = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]
+    if m.shape[-2:] != (size, size):
+        m = F.interpolate(m, size=(size, size), mode="area")
+    return m
+
+
+# --- scoring ---------------------------------------------------------------------
+def run_network(
+    network: DiffusionAD,
+    images: torch.Tensor,
+    inference: dict,
+    out_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Algorithm 2 in batches: scores [N], maps [N, *out_size], x̂0 [N, 3, s, s].
+
+    The corruption noise comes from a generator seeded by ``inference.seed`` so a
+    model scores the same images the same way every time.
+    """
+    device = next(network.parameters()).device
+    lams = [int(t) for t in inference["timesteps"]]
+    size = images.shape[-1]
+    k = top_k_for(size, size, int(inference.get("top_k_at_256", 50)))
+    batch = int(inference.get("batch_size", 16))
+    generator = torch.Generator(device=device).manual_seed(
+        int(inference.get("seed", 0))
+    )
+    scores, maps, recons = [], [], []
+    for start in range(0, len(images), batch):
+        x = images[start : start + batch].to(device)
+        out = network(x, timesteps=lams, top_k=k, generator=generator)
+        scores.append(out.pred_score.float().cpu())
+        maps.append(upsample_maps(out.anomaly_map.float(), *out_size).cpu())
+        recons.append(out.reconstruction.float().cpu())
+    if not scores:
+        empty = np.zeros((0, *out_size), np.float32)
+        return np.zeros(0, np.float32), empty, np.zeros((0, 3, size, size), np.float32)
+    return (
+        torch.cat(scores).numpy(),
+        torch.cat(maps).numpy(),
+        torch.cat(recons).numpy(),
+    )
+
+
+def _score_rows(
+    networks: dict[str | None, DiffusionAD],
+    images: torch.Tensor,
+    classes: np.ndarray | None,
+    inference: dict,
+    out_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score every row with the unified network or with its class's network."""
+    if None in networks:
+        return run_network(networks[None], images, inference, out_size)
+    if classes is None:
+        raise ValueError(
+            "this DiffusionAD model has one network per class "
+            f"({sorted(networks)}): pass {{'images': ..., 'classes': ...}}"
+        )
+    unknown = sorted(set(classes.tolist()) - set(networks))
+    if unknown:
+        raise ValueError(
+            f"classes {unknown} have no network in this model (it knows "
+            f"{sorted(networks)})"
+        )
+    n, size = len(images), images.shape[-1]
+    scores = np.zeros(n, np.float32)
+    maps = np.zeros((n, *out_size), np.float32)
+    recons = np.zeros((n, 3, size, size), np.float32)
+    for cls in sorted(set(classes.tolist())):
+        sel = np.flatnonzero(classes == cls)
+        scores[sel], maps[sel], recons[sel] = run_network(
+            networks[cls], images[sel], inference, out_size
+        )
+    return scores, maps, recons
+
+
+def validation_metrics(
+    networks: dict[str | None, DiffusionAD],
+    validation: dict[str, np.ndarray],
+    inference: dict,
+    image_size: int,
+) -> dict[str, float]:
+    """Metrics on synthetic_validation (normal val images + synthesised anomalies).
+
+    ``val_score`` = mean(image AUROC, pixel AU-PRO at FPR 0.3): the two figures the
+    project is judged by, so the checkpoint kept is the one best at both.
+    """
+    x = to_model_input(validation["images"], image_size)
+    masks = validation["masks"]
+    classes = validation["classes"] if None not in networks else None
+    scores, maps, _ = _score_rows(networks, x, classes, inference, masks.shape[1:3])
+    image = image_metrics(validation["labels"], scores)
+    pixel = pixel_metrics(masks, maps)
+    out = {
+        "val_image_auroc": image["auroc"],
+        "val_pixel_auroc": pixel["auroc"],
+        "val_pixel_aupro": pixel["aupro"],
+    }
+    out["val_score"] = float(
+        np.nanmean([out["val_image_auroc"], out["val_pixel_aupro"]])
+    )
+    return out
+
+
+# --- training --------------------------------------------------------------------
+def _synthesis_settings(synthesis: dict) -> dict:
+    """Keyword arguments of synthesize_batch from ``params:anomaly_synthesis``."""
+    out = dict(synthesis.get("synthesis") or {})
+    for k in ("beta_range", "perlin_scale_range"):
+        if k in out:
+            out[k] = tuple(out[k])
+    return out
+
+
+def _batch_sampler(
+    images: np.ndarray,
+    is_texture: np.ndarray,
+    synthesis: dict,
+    batch_size: int,
+    image_size: int,
+) -> Callable[[int, torch.Generator], dict]:
+    """``(step, generator) -> batch`` of train images, about half with synthetic
+    defects (the paper's batches: 3 normal + 3 anomalous), drawn at the dataset's
+    resolution and resized to the model's like the validation and test images."""
+    from kedro_ad.synthesis import foreground_masks, load_textures, synthesize_batch
+
+    textures = load_textures(synthesis.get("texture_dir"), max(images.shape[1:3]))
+    foreground = foreground_masks(
+        images, is_texture, **(synthesis.get("foreground") or {})
+    )
+    settings = _synthesis_settings(synthesis)
+
+    def sample(step: int, generator: torch.Generator) -> dict:
+        rng = np.random.default_rng(generator.initial_seed())
+        idx = rng.choice(len(images), size=batch_size, replace=len(images) < batch_size)
+        out, masks, labels = synthesize_batch(
+            images[idx],
+            rng,
+            textures=textures,
+            object_mask=foreground[idx],
+            is_texture=is_texture[idx],
+            **settings,
+        )
+        return {
+            "images": to_model_input(out, image_size),
+            "masks": _resize_masks(masks, image_size),
+            "labels": torch.as_tensor(np.asarray(labels), dtype=torch.long),
+        }
+
+    return sample
+
+
+def _fit_one(
+    name: str,
+    images: np.ndarray,
+    is_texture: np.ndarray,
+    validation: dict[str, np.ndarray],
+    params: dict,
+    synthesis: dict,
+    checkpoint_dir: str | None,
+) -> tuple[DiffusionAD, dict]:
+    size = int(params["model"]["image_size"])
+    training = dict(params["training"])
+    with torch.random.fork_rng(devices=[]):  # initial weights follow training.seed
+        torch.manual_seed(int(training.get("seed", 0)))
+        network = build_network(params)
+    training["checkpoint_dir"] = checkpoint_dir
+    training["fingerprint"] = {
+        **dict(training.get("fingerprint") or {}),
+        "model": params["model"],
+        "loss": params["loss"],
+        "synthesis": {k: synthesis.get(k) for k in ("texture_dir", "synthesis")},
+        "name": name,
+    }
+    config = TrainConfig.from_params(training)
+    sample_batch = _batch_sampler(
+        images, is_texture, synthesis, config.batch_size, size
+    )
+    loss = params["loss"]
+
+    def loss_fn(batch: dict, generator: torch.Generator) -> dict:
+        return diffusionad_loss(
+            network,
+            batch["images"],
+            batch["masks"],
+            batch["labels"],
+            generator,
+            timestep_ranges=loss["timestep_ranges"],
+            noise_loss_on=loss["noise_loss_on"],
+            focal_weight=float(loss["focal_weight"]),
+            focal_alpha=float(loss["focal_alpha"]),
+            focal_gamma=float(loss["focal_gamma"]),
+        )
+
+    def validate_fn() -> dict:
+        return validation_metrics(
+            {None: network}, validation, params["inference"], size
+        )
+
+    result = fit(
+        modules={"unet": network.unet, "seg": network.seg},
+        trainable=None,
+        sample_batch=sample_batch,
+        loss_fn=loss_fn,
+        validate_fn=validate_fn if len(validation["images"]) else None,
+        config=config,
+        monitor="val_score",
+        description=f"{METHOD}[{name}]" if name != "all" else METHOD,
+    )
+    logger.info(
+        "%s[%s]: %d steps in %.0f s; kept step %d %s",
+        METHOD,
+        name,
+        result.steps_done,
+        result.seconds,
+        result.best_step,
+        {k: round(v, 4) for k, v in result.best_metrics.items()},
+    )
+    return network.cpu().eval(), result.history
+
+
+def _rows(arrays: dict, sel: np.ndarray) -> dict:
+    return {
+        k: v[sel] for k, v in arrays.items() if isinstance(v, np.ndarray) and v.ndim
+    }
+
+
+def train_diffusionad(
+    arrays: dict[str, np.ndarray],
+    synthetic_validation: dict[str, np.ndarray],
+    params: dict,
+    synthesis: dict,
+):
+    """Algorithm 1 on the train split; the checkpoint is chosen on validation only.
+
+    Returns the model dict, the training history (kedro-mlflow metric history) and
+    the loss/validation figure. With ``model.per_class`` one model per class is
+    trained (the paper's protocol); otherwise one unified model for all classes.
+    """
+    train = arrays["splits"] == "train"
+    from kedro_ad.synthesis import texture_rows
+
+    is_texture = texture_rows(arrays["classes"], synthesis.get("texture_classes") or [])
+    folder = params["training"].get("checkpoint_dir")
+    if not params["model"].get("per_class", False):
+        network, history = _fit_one(
+            "all",
+            arrays["images"][train],
+            is_texture[train],
+            synthetic_validation,
+            params,
+            synthesis,
+            folder,
+        )
+        model = _pack({None: network}, _settings(params, None))
+    else:
+        classes = sorted(set(arrays["classes"][train].tolist()))
+        networks, history = {}, {}
+        for i, cls in enumerate(classes):
+            sel = train & (arrays["classes"] == cls)
+            val = _rows(synthetic_validation, synthetic_validation["classes"] == cls)
+            networks[cls], hist = _fit_one(
+                cls,
+                arrays["images"][sel],
+                is_texture[sel],
+                val,
+                params,
+                synthesis,
+                f"{folder}/class_{i}" if folder else None,
+            )
+            history.update({f"{cls}/{k}": v for k, v in hist.items()})
+        model = _pack(networks, _settings(params, classes))
+    figure = training_figure(
+        history,
+        f"{METHOD}: training losses and validation metrics (synthetic_validation)",
+    )
+    return model, history, figure
+
+
+# --- test scoring and serving ------------------------------------------------------
+def _reconstruction_figure(images, recons, maps, masks, captions):
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(8.5, 2.2 * n + 0.5), squeeze=False)
+    for i in range(n):
+        panels = (
+            (images[i], {}, "input x0"),
+            (np.transpose(recons[i], (1, 2, 0)).clip(0, 1), {}, "one-step x̂0"),
+            (maps[i], {"cmap": "jet", "vmin": 0, "vmax": 1}, "predicted mask"),
+            (masks[i], {"cmap": "gray", "vmin": 0, "vmax": 1}, "ground truth"),
+        )
+        for ax, (content, kwargs, title) in zip(axes[i], panels, strict=True):
+            ax.imshow(content, **kwargs)
+            ax.set_title(title if i == 0 else "", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i, 0].set_ylabel(captions[i], fontsize=7)
+    fig.suptitle(
+        f"{METHOD}: test images, their one-step reconstruction and mask", fontsize=9
+    )
+    fig.tight_layout()
+    return fig
+
+
+def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
+    """Test-split scores and maps (predictions format) + a reconstructions figure."""
+    networks = {k: v.to(_device()) for k, v in _unpack(model).items()}
+    size = int(model["settings"]["image_size"])
+    index = np.flatnonzero(arrays["splits"] == "test")
+    images = arrays["images"][index]
+    classes = arrays["classes"][index]
+    inference = params["inference"]
+    scores, maps, recons = _score_rows(
+        networks,
+        to_model_input(images, size),
+        classes if None not in networks else None,
+        inference,
+        images.shape[1:3],
+    )
+    lams = ", ".join(str(int(t)) for t in inference["timesteps"])
+    predictions = {
+        "index": index,
+        "image_paths": arrays["image_paths"][index],
+        "scores": scores.astype(np.float32),
+        "maps": maps.astype(np.float16),
+        "method": np.asarray(METHOD),
+        "description": np.asarray(
+            DESCRIPTION.format(
+                lams=lams,
+                k=top_k_for(size, size, int(inference.get("top_k_at_256", 50))),
+            )
+            + f" at {size}px"
+        ),
+    }
+    # one anomalous test image per class (first ones), up to n_figure rows
+    labels = arrays["labels"][index]
+    chosen = []
+    for cls in sorted(set(classes.tolist())):
+        rows = np.flatnonzero((classes == cls) & (labels == 1))
+        if len(rows):
+            chosen.append(int(rows[0]))
+    chosen = chosen[: int(inference.get("n_figure", 6))]
+    small = to_model_input(images[chosen], size).permute(0, 2, 3, 1).numpy()
+    figure = _reconstruction_figure(
+        small,
+        recons[chosen],
+        F.interpolate(torch.from_numpy(maps[chosen])[:, None], size=(size, size))[
+            :, 0
+        ].numpy(),
+        _resize_masks(arrays["masks"][index[chosen]], size)[:, 0].numpy(),
+        [f"{classes[i]}\nscore {scores[i]:.2f}" for i in chosen],
+    )
+    return predictions, figure
+
+
+def predict_diffusionad(model: dict, images, params: dict) -> dict[str, np.ndarray]:
+    """Serve: uint8 images [N, H, W, 3] (or ``{"images", "classes"}``) -> scores, maps.
+
+    Maps come back at the input's own size. Per-class models need the classes.
+    """
+    from kedro_ad.data.io import as_image_batch
+
+    raw = images["images"] if isinstance(images, dict) else images
+    height, width = np.asarray(raw).shape[1:3]
+    size = int(model["settings"]["image_size"])
+    x, classes = as_image_batch(images, size)
+    networks = {k: v.to(_device()) for k, v in _unpack(model).items()}
+    scores, maps, _ = _score_rows(
+        networks, x, classes, params["inference"], (int(height), int(width))
+    )
+    return {"scores": scores.astype(np.float32), "maps": maps.astype(np.float32)}
