@@ -1,0 +1,5 @@
+"""The RAN pipeline."""
+
+from .pipeline import create_inference_pipeline, create_pipeline
+
+__all__ = ["create_inference_pipeline", "create_pipeline"]

@@ -1,0 +1,315 @@
+"""Nodes of RAN (see kedro_ad.models.ran): train, score, repair, serve.
+
+Checkpoints are chosen on ``synthetic_validation`` (validation images, half with
+synthetic defects); the per-timestep normalisation statistics come from the normal
+validation images of ``dataset_arrays``. The test split is only ever scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from kedro_ad.data.io import as_image_batch
+from kedro_ad.metrics import image_metrics, pixel_metrics
+from kedro_ad.models.padim import padim_from_arrays, to_unit_tensor
+from kedro_ad.models.ran import (
+    RanModel,
+    build_ran,
+    gradient_denoise,
+    ran_from_parts,
+    ran_to_parts,
+    resize,
+)
+from kedro_ad.training import TrainConfig, fit
+from kedro_ad.visualization import training_figure
+
+logger = logging.getLogger(__name__)
+METHOD = "ran"
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _validation_rows(synthetic: dict, limit: int, seed: int) -> np.ndarray:
+    """Up to ``limit`` rows of ``synthetic_validation``, balanced by class and label."""
+    rng = np.random.default_rng(seed)
+    groups = sorted(
+        set(
+            zip(
+                synthetic["classes"].tolist(), synthetic["labels"].tolist(), strict=True
+            )
+        )
+    )
+    per_group = max(1, limit // max(1, len(groups)))
+    rows = []
+    for cls, label in groups:
+        members = np.flatnonzero(
+            (synthetic["classes"] == cls) & (synthetic["labels"] == label)
+        )
+        rows.extend(rng.permutation(members)[:per_group].tolist())
+    return np.sort(np.asarray(rows, dtype=np.int64))
+
+
+def validation_score(
+    ran: RanModel, synthetic: dict, rows: np.ndarray, params: dict
+) -> dict[str, float]:
+    """Metrics on synthetic validation defects; ``val_score`` picks the checkpoint.
+
+    The normalisation is refitted on the rows' untouched (label 0) images first.
+    ``val_score`` = mean of image AUROC and pixel AU-PRO (RAN's point is
+    localisation, but a map that never flags the image is useless too).
+    """
+    inference = params["inference"]
+    size = int(synthetic["images"].shape[1])
+    images = to_unit_tensor(synthetic["images"][rows], size)
+    ids = ran.unet.class_ids(synthetic["classes"][rows], len(rows))
+    labels = synthetic["labels"][rows]
+    pixel, feature = ran.raw_maps(
+        images, ids, _generator(inference["seed"]), int(inference["batch_size"])
+    )
+    normal = torch.from_numpy(labels == 0)
+    ran.set_normalisation(pixel[normal], feature[normal], ids[normal])
+    scores, maps = ran.combine(pixel, feature, ids, size)
+    image = image_metrics(labels, scores.numpy())
+    pixel = pixel_metrics(synthetic["masks"][rows], maps.numpy())
+    return {
+        "val_score": 0.5 * (image["auroc"] + pixel["aupro"]),
+        "val_image_auroc": image["auroc"],
+        "val_pixel_auroc": pixel["auroc"],
+        "val_pixel_aupro": pixel["aupro"],
+    }
+
+
+def train_ran(
+    arrays: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], params: dict
+) -> tuple[dict[str, Any], dict, plt.Figure]:
+    """Train the unified class-conditioned RAN UNet on the train split.
+
+    Returns the model folder's dict (UNet, scheduler, settings, per-class and
+    per-timestep normalisation statistics from the normal validation images), the
+    metric history and its figure.
+    """
+    started = time.perf_counter()
+    train, val = arrays["splits"] == "train", arrays["splits"] == "val"
+    classes = sorted(set(arrays["classes"][train].tolist()))
+    data_size = int(arrays["images"].shape[1])
+    ran = build_ran(
+        params["model"],
+        params["scoring"],
+        classes,
+        feature_image_size=params["model"].get("feature_image_size") or data_size,
+        seed=params["seed"],
+    )
+    full = to_unit_tensor(arrays["images"][train], data_size)
+    ids = ran.unet.class_ids(arrays["classes"][train], int(train.sum()))
+    ran.set_feature_statistics(full)
+    with torch.no_grad():  # fixed targets: computed once, not every step
+        features = torch.cat(
+            [ran.target_features(full[i : i + 64]) for i in range(0, len(full), 64)]
+        )
+    images = resize(full, ran.size)
+    del full
+    loss_params = params["loss"]
+    config = TrainConfig.from_params(params["training"])
+    rows = _validation_rows(
+        synthetic, int(params["validation"]["max_images"]), config.seed
+    )
+
+    def sample_batch(step: int, generator: torch.Generator) -> dict:
+        pick = torch.randint(0, len(images), (config.batch_size,), generator=generator)
+        return {"images": images[pick], "ids": ids[pick], "features": features[pick]}
+
+    def loss_fn(batch: dict, generator: torch.Generator) -> dict:
+        return ran.loss(
+            batch["images"],
+            batch["ids"],
+            generator,
+            max_timestep=int(loss_params["max_timestep"]),
+            feature_weight=float(loss_params["feature_weight"]),
+            features=batch["features"],
+        )
+
+    result = fit(
+        modules={"unet": ran.unet},
+        trainable=None,
+        sample_batch=sample_batch,
+        loss_fn=loss_fn,
+        validate_fn=lambda: validation_score(ran, synthetic, rows, params),
+        config=config,
+        monitor="val_score",
+        description=METHOD,
+    )
+    ran.eval()
+    val_images = to_unit_tensor(arrays["images"][val], arrays["images"].shape[1])
+    val_ids = ran.unet.class_ids(arrays["classes"][val], int(val.sum()))
+    ran.fit_normalisation(
+        val_images,
+        val_ids,
+        _generator(params["inference"]["seed"]),
+        batch_size=int(params["inference"]["batch_size"]),
+    )
+    seconds = time.perf_counter() - started
+    logger.info(
+        "RAN: %d steps in %.0f s, best step %d %s",
+        result.steps_done,
+        result.seconds,
+        result.best_step,
+        {k: round(v, 4) for k, v in result.best_metrics.items()},
+    )
+    parts = ran_to_parts(ran)
+    parts["training"] = {
+        "steps_done": result.steps_done,
+        "best_step": result.best_step,
+        "best_metrics": result.best_metrics,
+        "train_seconds": seconds,
+    }
+    figure = training_figure(
+        result.history,
+        f"RAN: unified UNet on {len(classes)} classes, {result.steps_done} steps "
+        f"({result.seconds / 60:.1f} min); best val_score "
+        f"{result.best_metrics.get('val_score', float('nan')):.3f} at step "
+        f"{result.best_step} (synthetic defects on validation images)",
+    )
+    return parts, result.history, figure
+
+
+def _repair(ran: RanModel, padim, images: torch.Tensor, classes, params: dict):
+    """Gradient-denoised ``x_N`` of ``[0, 1]`` images, at PaDiM's size."""
+    settings = params["repair"]
+    return gradient_denoise(
+        ran,
+        padim,
+        to_unit_tensor(images, padim.image_size),
+        ran.unet.class_ids(classes, len(images)),
+        padim.class_ids(classes, len(images)),
+        steps=int(settings["steps"]),
+        learning_rate=float(settings["learning_rate"]),
+        weight_decay=float(settings["weight_decay"]),
+        denoise_every=int(settings["denoise_every"]),
+        denoise_timestep=int(settings["denoise_timestep"]),
+    )
+
+
+def _repairs_figure(images, masks, maps, repaired, captions) -> plt.Figure:
+    """Rows: input (mask outlined), RAN map, repaired x_N, |x_N - x_0|."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 4, figsize=(9, 2.3 * n + 0.6), squeeze=False)
+    for i in range(n):
+        lo, hi = np.percentile(maps[i], [1, 99.5])
+        diff = np.abs(repaired[i].astype(np.float32) - images[i]).mean(-1)
+        panels = (
+            (images[i], {}, "input (defect outlined)"),
+            (maps[i], {"cmap": "jet", "vmin": lo, "vmax": hi}, "RAN anomaly map"),
+            (repaired[i], {}, "gradient-denoised x_N"),
+            (diff, {"cmap": "magma"}, "|x_N - x_0|"),
+        )
+        for ax, (content, kwargs, name) in zip(axes[i], panels, strict=True):
+            ax.imshow(content, **kwargs)
+            if masks[i].any() and name.startswith("input"):
+                ax.contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
+            ax.set_title(name if i == 0 else "", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i, 0].set_ylabel(captions[i], fontsize=7)
+    fig.suptitle(
+        "RAN: anomalous test images repaired by gradient denoising", fontsize=9
+    )
+    fig.tight_layout()
+    return fig
+
+
+def score_ran(
+    model: dict[str, Any],
+    padim_model: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    params: dict,
+) -> tuple[dict[str, np.ndarray], plt.Figure]:
+    """Test-split scores and maps (Eq. 11) + a figure of gradient-denoised repairs."""
+    ran = ran_from_parts(model)
+    inference = params["inference"]
+    started = time.perf_counter()
+    index = np.flatnonzero(arrays["splits"] == "test")
+    images = to_unit_tensor(arrays["images"][index], arrays["images"].shape[1])
+    ids = ran.unet.class_ids(arrays["classes"][index], len(index))
+    scores, maps = ran.anomaly_maps(
+        images, ids, _generator(inference["seed"] + 2), int(inference["batch_size"])
+    )
+    score_seconds = time.perf_counter() - started
+    # one anomalous test image per class (the first), repaired with PaDiM's Gaussians
+    classes = arrays["classes"][index]
+    labels = arrays["labels"][index]
+    chosen = [
+        int(np.flatnonzero((classes == c) & (labels == 1))[0])
+        for c in sorted(set(classes.tolist()))
+        if ((classes == c) & (labels == 1)).any()
+    ][: int(params["repair"]["n_figure"])]
+    padim = padim_from_arrays(padim_model)
+    repaired, _ = _repair(ran, padim, images[chosen], classes[chosen], params)
+    figure = _repairs_figure(
+        arrays["images"][index[chosen]].astype(np.float32) / 255.0,
+        arrays["masks"][index[chosen]],
+        maps[chosen].numpy(),
+        repaired.permute(0, 2, 3, 1).numpy(),
+        [f"{classes[i]}\nscore {float(scores[i]):.1f}" for i in chosen],
+    )
+    settings = params["scoring"]
+    predictions = {
+        "index": index,
+        "image_paths": arrays["image_paths"][index],
+        "scores": scores.numpy().astype(np.float32),
+        "maps": maps.numpy().astype(np.float16),
+        "method": np.asarray(METHOD),
+        "description": np.asarray(
+            f"RAN: unified class-conditioned pixel diffusion UNet at {ran.size}px "
+            f"predicting noise and EfficientNet features; Eq. 11 over timesteps "
+            f"{tuple(settings['timesteps'])}, alpha {settings['alpha']}, KL term "
+            "normalised per timestep and class on validation"
+        ),
+        "train_seconds": np.float64(model["training"]["train_seconds"]),
+        "score_seconds": np.float64(score_seconds),
+    }
+    return predictions, figure
+
+
+def predict_ran(
+    model: dict[str, Any], padim_model: dict[str, Any], images: Any, params: dict
+) -> dict[str, np.ndarray]:
+    """What the served model returns: ``{"scores": (N,), "maps": (N, H, W)}``.
+
+    ``images``: ``{"images": uint8 (N, H, W, 3), "classes": (N,)}`` (the model is
+    class-conditioned; a bare array works only for a one-class model). With
+    ``inference.return_repairs`` the gradient-denoised images come back as
+    ``"repaired"`` (uint8, PaDiM's size).
+    """
+    ran = ran_from_parts(model)
+    padim = padim_from_arrays(padim_model)
+    inference = params["inference"]
+    batch, classes = as_image_batch(images, ran.feature_image_size)
+    ids = ran.unet.class_ids(classes, len(batch))
+    scores, maps = ran.anomaly_maps(
+        batch, ids, _generator(inference["seed"] + 2), int(inference["batch_size"])
+    )
+    raw = images["images"] if isinstance(images, dict) else images
+    size = np.asarray(raw).shape[1:3]
+    if tuple(maps.shape[1:]) != tuple(size):
+        maps = torch.nn.functional.interpolate(
+            maps[:, None], size=tuple(size), mode="bilinear", align_corners=False
+        )[:, 0]
+    out = {
+        "scores": scores.numpy().astype(np.float32),
+        "maps": maps.numpy().astype(np.float32),
+    }
+    if inference.get("return_repairs"):
+        names = classes if classes is not None else [padim.class_names[0]] * len(batch)
+        repaired, _ = _repair(ran, padim, batch, np.asarray(names), params)
+        out["repaired"] = (
+            (repaired.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        )
+    return out
