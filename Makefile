@@ -25,12 +25,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# DiAD end to end on the embedded data: ingestion, validation, anomaly synthesis,
+# autoencoder, DiAD training, scoring, evaluation, model registration.
 run: $(STAMP)
-	$(BIN)/kedro run
+	$(BIN)/kedro run --pipeline diad
 	@echo ""
 	@echo "Results:"
-	@echo "  data checks: data/08_reporting/validation_report.json, dataset_preview.png"
-	@echo "  evaluation:  data/08_reporting/mean_image/ (evaluation_table.csv/.md, roc_pr_curves.png, overlays.png)"
+	@echo "  data checks: data/08_reporting/validation_report.json, dataset_preview.png, synthesis_preview.png"
+	@echo "  evaluation:  data/08_reporting/diad/ (evaluation_table.csv/.md, roc_pr_curves.png, overlays.png, ...)"
+	@echo "  model:       data/06_models/diad (and registered in MLflow as kedro-ad-diad)"
 	@echo "  every run, its metrics, tables and figures: MLflow store mlflow.db + mlruns/ -> 'make ui'"
 
 test: $(STAMP)
@@ -47,3 +50,7 @@ repro: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_pixel_metrics.py
+	$(BIN)/python bench/bench_synthesis.py
+	$(BIN)/python bench/bench_diffusionad.py
+	$(BIN)/python bench/bench_diad.py
+	$(BIN)/python bench/bench_ran.py
