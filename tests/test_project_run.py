@@ -172,3 +172,48 @@ def test_served_method_is_registered_and_scores_through_pyfunc(project):
     assert out["maps"].shape == (3, 64, 64)
     with pytest.raises(Exception, match="class"):
         model.predict(arrays["images"][index])
+
+
+def test_ran_run_compares_with_padim_logs_histories_and_registers(project):
+    """A method composite end to end at toy size: synthesis, PaDiM, RAN, table.
+
+    Checks what a user sees in MLflow: per-step training histories prefixed by the
+    method (several methods may share a run), both methods' metrics, the comparison
+    table, the figures, and a registered ``kedro-ad-ran`` version.
+    """
+    params = {
+        **SMALL_SYNTHETIC,
+        "ran.training.max_steps": 2,
+        "ran.training.validate_every": 2,
+        "ran.training.checkpoint_every": 2,
+        "ran.training.log_every": 1,
+        "ran.validation.max_images": 8,
+        "ran.repair.steps": 2,
+        "ran.repair.n_figure": 2,
+        "padim.n_features": 16,
+    }
+    _run(project, "ran", params)
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs(client.get_experiment_by_name("kedro-ad").experiment_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["pretrained_weights"] == "true"
+    history = client.get_metric_history(run.info.run_id, "ran.loss")
+    assert [m.step for m in history] == [1, 2]
+    assert "ran.val_score" in run.data.metrics
+    for method in ("padim", "ran"):
+        assert 0.0 <= run.data.metrics[f"{method}/pixel_aupro"] <= 1.0
+    artifacts = {
+        a.path
+        for folder in ("ran", "comparison_ran", "anomaly_synthesis")
+        for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    assert {
+        "ran/training.png",
+        "ran/repairs.png",
+        "comparison_ran/comparison.md",
+        "anomaly_synthesis/synthesis_preview.png",
+    } <= artifacts
+    (version,) = client.search_model_versions("name='kedro-ad-ran'")
+    assert version.run_id == run.info.run_id
+    assert not any((project / "data/06_models/ran/checkpoints").iterdir())
