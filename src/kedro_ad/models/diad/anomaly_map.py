@@ -15,26 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# one Gaussian smoothing for every method's maps (anomalib's kernel-size rule)
+from kedro_ad.models.padim.anomaly_map import gaussian_blur
+
 __all__ = ["AnomalyMapper", "gaussian_blur", "pooled_max_score"]
-
-
-def gaussian_blur(
-    maps: torch.Tensor, sigma: float, truncate: float = 4.0
-) -> torch.Tensor:
-    """Separable Gaussian smoothing of ``[B, H, W]`` maps, reflect-padded: what
-    ``scipy.ndimage.gaussian_filter(maps, (0, sigma, sigma), mode="mirror")`` does."""
-    if sigma <= 0:
-        return maps
-    radius = int(truncate * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    out = maps[:, None]
-    for shape in ((1, 1, 1, -1), (1, 1, -1, 1)):
-        pad = (radius, radius, 0, 0) if shape[-1] == -1 else (0, 0, radius, radius)
-        mode = "reflect" if min(out.shape[-2:]) > radius else "replicate"
-        out = F.conv2d(F.pad(out, pad, mode=mode), kernel.view(shape))
-    return out[:, 0]
 
 
 def pooled_max_score(

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from sklearn.metrics import roc_auc_score
 
-from kedro_ad.data.io import as_image_batch
+from kedro_ad.data.io import as_image_batch, input_size, resize_maps
 from kedro_ad.models.backbones import build_backbone
 from kedro_ad.models.diad import (
     AnomalyMapper,
@@ -402,11 +402,7 @@ def score_test_split(model: dict, autoencoder_model: dict | None, arrays: dict, 
     scores, small_maps, recons = _score(model, vae, images, classes, params, True)
     score_seconds = time.perf_counter() - start
     height, width = arrays["images"].shape[1:3]
-    maps = small_maps
-    if maps.shape[1:] != (height, width):
-        maps = F.interpolate(
-            torch.from_numpy(maps)[:, None], size=(height, width), mode="bilinear"
-        )[:, 0].numpy()
+    maps = resize_maps(small_maps, (height, width))
     kind = model["kind"]
     predictions = {
         "index": index,
@@ -443,17 +439,10 @@ def score_ddpm(model: dict, arrays: dict, params: dict):
 
 
 def _predict(model: dict, vae, images: Any, params: dict) -> dict[str, np.ndarray]:
-    raw = images["images"] if isinstance(images, dict) else images
-    height, width = np.asarray(raw).shape[1:3]
     x, classes = as_image_batch(images, int(model["image_size"]))
     scores, maps, _ = _score(model, vae, x, classes, params)
-    if maps.shape[1:] != (height, width):
-        maps = F.interpolate(
-            torch.from_numpy(maps)[:, None],
-            size=(int(height), int(width)),
-            mode="bilinear",
-        )[:, 0].numpy()
-    return {"scores": scores.astype(np.float32), "maps": maps.astype(np.float32)}
+    maps = resize_maps(maps, input_size(images))
+    return {"scores": scores.astype(np.float32), "maps": maps}
 
 
 def predict_diad(
