@@ -1,4 +1,4 @@
-"""ModelFolderDataset round trips and as_image_batch (what a served model gets)."""
+"""ModelFolderDataset round trips: networks, arrays and settings in one folder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from diffusers import UNet2DModel
 from kedro.io import DatasetError
 
 from kedro_ad.data.datasets import ModelFolderDataset
-from kedro_ad.data.io import as_image_batch, input_size
 
 
 def _unet():
@@ -65,25 +64,3 @@ def test_plain_torch_module_is_refused_with_its_name(tmp_path):
 def test_missing_model_says_what_to_run(tmp_path):
     with pytest.raises(DatasetError, match="run the pipeline that trains it"):
         ModelFolderDataset(str(tmp_path / "none")).load()
-
-
-def test_as_image_batch_accepts_uint8_float_gray_and_dicts():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (2, 20, 30, 3), dtype=np.uint8)
-    batch, classes = as_image_batch(images, 20)
-    assert batch.shape == (2, 3, 20, 20) and classes is None
-    assert input_size(images) == (20, 30)
-    same, _ = as_image_batch(images[:, :, :20], 20)
-    torch.testing.assert_close(
-        same, torch.from_numpy(images[:, :, :20] / 255).permute(0, 3, 1, 2).float()
-    )
-    gray, _ = as_image_batch(images[..., 0], 8)
-    assert gray.shape == (2, 3, 8, 8) and torch.equal(gray[:, 0], gray[:, 2])
-    _, classes = as_image_batch({"images": images, "classes": ["x", "y"]}, 8)
-    assert classes.tolist() == ["x", "y"]
-    with pytest.raises(ValueError, match="2 images"):
-        as_image_batch({"images": images, "classes": ["x"]}, 8)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        as_image_batch(images.astype(np.float32), 8)
-    with pytest.raises(ValueError, match="shape"):
-        as_image_batch(np.zeros((2, 3, 4, 5, 6)), 8)

@@ -6,7 +6,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from kedro_ad.data.datasets import ModelFolderDataset
-from kedro_ad.models.padim import build_padim, to_unit_tensor
+from kedro_ad.models.maps import to_unit_images
+from kedro_ad.models.padim import build_padim
 from kedro_ad.models.ran import (
     RanUNet,
     build_ran,
@@ -98,7 +99,7 @@ def test_unet_conditions_on_class_and_round_trips(tmp_path):
     )
     with pytest.raises(ValueError, match="class-conditioned"):
         unet.class_ids(None, 2)
-    with pytest.raises(ValueError, match="not among"):
+    with pytest.raises(ValueError, match=r"classes \[.c.\] are unknown"):
         unet.class_ids(["c"], 1)
 
 
@@ -269,7 +270,7 @@ def test_nodes_train_score_and_serve(tmp_path):
         predict_ran(loaded, padim_model, arrays["images"][test], params)
     rebuilt = ran_from_parts(ran_to_parts(ran_from_parts(loaded)))
     assert rebuilt.timesteps == [5, 50] and rebuilt.feature_image_size == 32
-    assert to_unit_tensor(arrays["images"][:1], 16).shape == (1, 3, 16, 16)
+    assert to_unit_images(arrays["images"][:1], 16).shape == (1, 3, 16, 16)
 
 
 def test_pipelines_wire_the_catalog_names():

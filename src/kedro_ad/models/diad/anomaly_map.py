@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # one Gaussian smoothing for every method's maps (anomalib's kernel-size rule)
-from kedro_ad.models.padim.anomaly_map import gaussian_blur
+from kedro_ad.models.maps import gaussian_blur
 
 __all__ = ["AnomalyMapper", "gaussian_blur", "pooled_max_score"]
 

@@ -1,6 +1,6 @@
 """DiffusionAD: one-step denoising diffusion + a segmentation sub-network."""
 
-from .anomaly_map import image_scores, top_k_for, upsample_maps
+from .anomaly_map import image_scores, top_k_for
 from .loss import binary_focal_loss, diffusionad_loss, sample_timesteps
 from .torch_model import (
     DiffusionAD,
@@ -23,5 +23,4 @@ __all__ = [
     "one_step_x0",
     "sample_timesteps",
     "top_k_for",
-    "upsample_maps",
 ]

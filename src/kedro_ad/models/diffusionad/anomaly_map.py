@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["image_scores", "top_k_for", "upsample_maps"]
+__all__ = ["image_scores", "top_k_for"]
 
 
 def top_k_for(height: int, width: int, k_at_256: int = 50) -> int:
@@ -23,12 +22,3 @@ def image_scores(maps: torch.Tensor, top_k: int) -> torch.Tensor:
     flat = maps.flatten(1)
     k = min(int(top_k), flat.shape[1])
     return flat.topk(k, dim=1).values.mean(dim=1)
-
-
-def upsample_maps(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bilinear resize of [B, h, w] maps to [B, height, width]."""
-    if maps.shape[-2:] == (height, width):
-        return maps
-    return F.interpolate(
-        maps[:, None], size=(height, width), mode="bilinear", align_corners=False
-    )[:, 0]

@@ -15,19 +15,16 @@ import torch
 
 from kedro_ad.models.backbones import build_backbone
 
-from .anomaly_map import gaussian_blur, mahalanobis_sq, upsample_maps
-from .torch_model import PadimModel, select_channels, to_unit_tensor
+from .anomaly_map import mahalanobis_sq
+from .torch_model import PadimModel, select_channels
 
 __all__ = [
     "PadimModel",
     "build_padim",
-    "gaussian_blur",
     "mahalanobis_sq",
     "padim_from_arrays",
     "padim_to_arrays",
     "select_channels",
-    "to_unit_tensor",
-    "upsample_maps",
 ]
 
 

@@ -25,8 +25,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kedro_ad.models.backbones import FeatureExtractor
+from kedro_ad.models.common import class_ids
+from kedro_ad.models.maps import resize_maps, to_unit_images
 
-from .anomaly_map import mahalanobis_sq, upsample_maps
+from .anomaly_map import mahalanobis_sq
 
 logger = logging.getLogger(__name__)
 _INVERT_CHUNK = 256  # positions whose covariances are inverted together
@@ -113,21 +115,7 @@ class PadimModel(nn.Module):
         self, classes: Sequence[str] | np.ndarray | None, n: int
     ) -> torch.Tensor:
         """Indices of ``classes`` in :attr:`class_names` (``None``: one-class model)."""
-        if classes is None:
-            if len(self.class_names) != 1:
-                raise ValueError(
-                    f"padim: the model holds {len(self.class_names)} classes "
-                    f"({self.class_names}); pass each image's class"
-                )
-            return torch.zeros(n, dtype=torch.long)
-        lookup = {c: i for i, c in enumerate(self.class_names)}
-        unknown = sorted({str(c) for c in classes} - set(lookup))
-        if unknown:
-            raise ValueError(
-                f"padim: classes {unknown} are not in the fitted model "
-                f"({self.class_names})"
-            )
-        return torch.as_tensor([lookup[str(c)] for c in classes], dtype=torch.long)
+        return class_ids(classes, self.class_names, n, "padim")
 
     @torch.no_grad()
     def fit(
@@ -151,7 +139,7 @@ class PadimModel(nn.Module):
         for k, (name, images) in enumerate(
             zip(self.class_names, images_per_class, strict=True)
         ):
-            images = to_unit_tensor(images, self.image_size)
+            images = to_unit_images(images, self.image_size)
             n = len(images)
             if n < 2:
                 raise ValueError(f"padim: class {name} needs >= 2 training images")
@@ -226,23 +214,5 @@ class PadimModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Image scores (map maxima) and maps ``[B, S, S]`` (distance, not squared)."""
         dist = self.distance_maps(images, class_ids).clamp_min(0).sqrt()
-        maps = upsample_maps(dist, images.shape[-2:], self.sigma)
+        maps = resize_maps(dist, images.shape[-2:], self.sigma)
         return maps.flatten(1).amax(1), maps
-
-
-def to_unit_tensor(images: torch.Tensor | np.ndarray, size: int) -> torch.Tensor:
-    """uint8 ``[N, H, W, 3]`` or ``[N, 3, H, W]`` -> float ``[0, 1]`` at ``size``."""
-    if isinstance(images, np.ndarray):
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.shape}")
-        images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-        images = images.float() / 255.0
-    if images.shape[-2:] != (size, size):
-        images = F.interpolate(
-            images,
-            size=(size, size),
-            mode="bilinear",
-            align_corners=False,
-            antialias=True,
-        )
-    return images

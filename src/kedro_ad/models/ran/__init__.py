@@ -18,7 +18,7 @@ from kedro_ad.models.backbones import build_backbone
 
 from .anomaly_map import ensemble, feature_mse_map, kl_weights, pixel_kl_map
 from .repair import gradient_denoise
-from .torch_model import RanModel, concat_features, resize
+from .torch_model import RanModel, concat_features
 from .unet import RanUNet
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "pixel_kl_map",
     "ran_from_parts",
     "ran_to_parts",
-    "resize",
 ]
 
 _STATS = (

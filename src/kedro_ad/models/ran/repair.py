@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import torch
 
+from kedro_ad.models.maps import resize_images
 from kedro_ad.models.padim import PadimModel
 
-from .torch_model import RanModel, resize
+from .torch_model import RanModel
 
 
 def _denoise(
     ran: RanModel, x: torch.Tensor, class_ids: torch.Tensor, t: int
 ) -> torch.Tensor:
     """One jump from ``x_t`` (``x`` read at timestep ``t``) to the model's ``x_0``."""
-    low = resize(x, ran.size)
+    low = resize_images(x, ran.size)
     bar = ran.scheduler.alphas_cumprod[t].to(x)
     x_t = bar.sqrt() * low  # x lies on the x_0 scale; the forward process shrinks it
     timestep = torch.full((len(x),), t, device=x.device, dtype=torch.long)
@@ -36,7 +37,7 @@ def _denoise(
     if x0.shape[-2:] == x.shape[-2:]:
         return x0
     # the UNet runs at a lower resolution: add back only what it changed
-    return (x + resize(x0 - low, x.shape[-1])).clamp(-1, 1)
+    return (x + resize_images(x0 - low, x.shape[-1])).clamp(-1, 1)
 
 
 def gradient_denoise(

@@ -26,21 +26,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kedro_ad.models.backbones import FeatureExtractor
-from kedro_ad.models.padim.anomaly_map import gaussian_blur
+from kedro_ad.models.maps import resize_images, resize_maps
 
 from .anomaly_map import ensemble, feature_mse_map, kl_weights, pixel_kl_map
 from .unet import RanUNet
 
 logger = logging.getLogger(__name__)
-
-
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Antialiased bilinear resize of ``[B, C, H, W]`` to ``size x size``."""
-    if images.shape[-2:] == (size, size):
-        return images
-    return F.interpolate(
-        images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )
 
 
 def concat_features(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:
@@ -113,7 +104,9 @@ class RanModel(nn.Module):
         return int(self.unet.config.sample_size)
 
     def _raw_features(self, images: torch.Tensor) -> torch.Tensor:
-        return concat_features(self.extractor, resize(images, self.feature_image_size))
+        return concat_features(
+            self.extractor, resize_images(images, self.feature_image_size)
+        )
 
     def target_features(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised backbone features of ``[0, 1]`` images (the head's targets)."""
@@ -150,7 +143,7 @@ class RanModel(nn.Module):
         """
         if features is None:
             features = self.target_features(images)
-        x0 = resize(images, self.size) * 2 - 1
+        x0 = resize_images(images, self.size) * 2 - 1
         b = len(x0)
         t = torch.randint(1, max_timestep + 1, (b,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator).to(x0)
@@ -175,7 +168,7 @@ class RanModel(nn.Module):
         draw go through the UNet as one batch.
         """
         target = self.target_features(images)
-        x0 = resize(images, self.size) * 2 - 1
+        x0 = resize_images(images, self.size) * 2 - 1
         b, n_t = len(x0), len(self.timesteps)
         t = torch.as_tensor(self.timesteps, device=x0.device).repeat(b)
         x0_rep = x0.repeat_interleave(n_t, dim=0)
@@ -267,8 +260,6 @@ class RanModel(nn.Module):
         size: tuple[int, int] | int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 11, upsampled to ``size`` and smoothed: scores ``[N]``, maps."""
-        if isinstance(size, int):
-            size = (size, size)
         ids = class_ids.to(pixel.device)
 
         def stat(name: str) -> torch.Tensor:
@@ -284,11 +275,7 @@ class RanModel(nn.Module):
             stat("pixel_score_std"),
             self.alpha,
         )
-        if maps.shape[-2:] != tuple(size):
-            maps = F.interpolate(
-                maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False
-            ).squeeze(1)
-        maps = gaussian_blur(maps, self.sigma)
+        maps = resize_maps(maps, size, self.sigma)
         return maps.flatten(1).amax(1), maps
 
     @torch.no_grad()

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from diffusers import ModelMixin, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 
+from kedro_ad.models.common import class_ids
+
 
 class RanUNet(ModelMixin, ConfigMixin):
     """Noise + clean-feature predictor ``(x_t, t, class) -> (eps, f_hat)``."""
@@ -64,19 +66,7 @@ class RanUNet(ModelMixin, ConfigMixin):
 
     def class_ids(self, classes: Sequence[str] | None, n: int) -> torch.Tensor:
         """Class indices for the embedding table; a clear error for unknown classes."""
-        names = list(self.config.class_names)
-        if classes is None:
-            if len(names) != 1:
-                raise ValueError(
-                    f"ran: the model is class-conditioned on {names}; pass "
-                    '{"images": ..., "classes": [...]} with one class per image'
-                )
-            return torch.zeros(n, dtype=torch.long)
-        lookup = {c: i for i, c in enumerate(names)}
-        unknown = sorted({str(c) for c in classes} - set(lookup))
-        if unknown:
-            raise ValueError(f"ran: classes {unknown} are not among {names}")
-        return torch.as_tensor([lookup[str(c)] for c in classes], dtype=torch.long)
+        return class_ids(classes, self.config.class_names, n, "ran")
 
     def normalise_features(self, features: torch.Tensor) -> torch.Tensor:
         """Backbone features ``[B, C, h, w]`` -> the space the head predicts in."""

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kedro_ad.data.io import as_image_batch
 from kedro_ad.models.diad import autoencoder as ae
+from kedro_ad.serving import as_image_batch
 from kedro_ad.training import TrainConfig, fit
 
 logger = logging.getLogger(__name__)

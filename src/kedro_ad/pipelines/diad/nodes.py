@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from sklearn.metrics import roc_auc_score
 
-from kedro_ad.data.io import as_image_batch, input_size, resize_maps
 from kedro_ad.models.backbones import build_backbone
 from kedro_ad.models.diad import (
     AnomalyMapper,
@@ -29,6 +28,8 @@ from kedro_ad.models.diad import (
     build_scheduler,
     trainable_parameters,
 )
+from kedro_ad.models.maps import resize_maps
+from kedro_ad.serving import as_image_batch, input_size
 from kedro_ad.training import TrainConfig, fit
 from kedro_ad.visualization import training_figure
 

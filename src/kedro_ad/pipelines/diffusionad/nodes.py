@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from kedro_ad.metrics import image_metrics, pixel_metrics
+from kedro_ad.models.common import class_ids, device
 from kedro_ad.models.diffusionad import (
     DiffusionAD,
     SegmentationUNet,
@@ -23,10 +24,11 @@ from kedro_ad.models.diffusionad import (
     build_scheduler,
     diffusionad_loss,
     top_k_for,
-    upsample_maps,
 )
+from kedro_ad.models.maps import resize_maps, resize_masks, to_unit_images
+from kedro_ad.serving import as_image_batch, input_size, served_output
 from kedro_ad.training import TrainConfig, fit
-from kedro_ad.visualization import training_figure
+from kedro_ad.visualization import Panel, panel_figure, training_figure
 
 logger = logging.getLogger(__name__)
 
@@ -96,52 +98,38 @@ def _unpack(model: dict) -> dict[str | None, DiffusionAD]:
     }
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def to_model_input(images: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> float [N, 3, size, size] in [0, 1] (antialiased)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-    return x.clamp(0, 1)
-
-
-def _resize_masks(masks: np.ndarray, size: int) -> torch.Tensor:
-    """bool [N, H, W] -> float [N, 1, size, size], area-averaged (soft edges)."""
-    m = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]
-    if m.shape[-2:] != (size, size):
-        m = F.interpolate(m, size=(size, size), mode="area")
-    return m
-
-
 # --- scoring ---------------------------------------------------------------------
 def run_network(
     network: DiffusionAD,
     images: torch.Tensor,
     inference: dict,
     out_size: tuple[int, int],
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Algorithm 2 in batches: scores [N], maps [N, *out_size], x̂0 [N, 3, s, s].
 
     The corruption noise comes from a generator seeded by ``inference.seed`` so a
-    model scores the same images the same way every time.
+    model scores the same images the same way every time. ``progress``: a tqdm bar
+    over the batches (test scoring, where a user waits; not every validation).
     """
-    device = next(network.parameters()).device
+    dev = next(network.parameters()).device
     lams = [int(t) for t in inference["timesteps"]]
     size = images.shape[-1]
     k = top_k_for(size, size, int(inference.get("top_k_at_256", 50)))
     batch = int(inference.get("batch_size", 16))
-    generator = torch.Generator(device=device).manual_seed(
-        int(inference.get("seed", 0))
-    )
+    generator = torch.Generator(device=dev).manual_seed(int(inference.get("seed", 0)))
     scores, maps, recons = [], [], []
-    for start in range(0, len(images), batch):
-        x = images[start : start + batch].to(device)
+    for start in tqdm(
+        range(0, len(images), batch),
+        desc=f"{METHOD} scoring",
+        unit="batch",
+        disable=not progress or len(images) <= batch,
+        leave=False,
+    ):
+        x = images[start : start + batch].to(dev)
         out = network(x, timesteps=lams, top_k=k, generator=generator)
         scores.append(out.pred_score.float().cpu())
-        maps.append(upsample_maps(out.anomaly_map.float(), *out_size).cpu())
+        maps.append(resize_maps(out.anomaly_map.float(), out_size).cpu())
         recons.append(out.reconstruction.float().cpu())
     if not scores:
         empty = np.zeros((0, *out_size), np.float32)
@@ -159,30 +147,23 @@ def _score_rows(
     classes: np.ndarray | None,
     inference: dict,
     out_size: tuple[int, int],
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score every row with the unified network or with its class's network."""
     if None in networks:
-        return run_network(networks[None], images, inference, out_size)
-    if classes is None:
-        raise ValueError(
-            "this DiffusionAD model has one network per class "
-            f"({sorted(networks)}): pass {{'images': ..., 'classes': ...}}"
-        )
-    unknown = sorted(set(classes.tolist()) - set(networks))
-    if unknown:
-        raise ValueError(
-            f"classes {unknown} have no network in this model (it knows "
-            f"{sorted(networks)})"
-        )
+        return run_network(networks[None], images, inference, out_size, progress)
+    known = sorted(networks)
+    ids = class_ids(classes, known, len(images), f"{METHOD} (one network per class)")
     n, size = len(images), images.shape[-1]
     scores = np.zeros(n, np.float32)
     maps = np.zeros((n, *out_size), np.float32)
     recons = np.zeros((n, 3, size, size), np.float32)
-    for cls in sorted(set(classes.tolist())):
-        sel = np.flatnonzero(classes == cls)
-        scores[sel], maps[sel], recons[sel] = run_network(
-            networks[cls], images[sel], inference, out_size
-        )
+    for i, cls in enumerate(known):
+        sel = np.flatnonzero(ids.numpy() == i)
+        if len(sel):
+            scores[sel], maps[sel], recons[sel] = run_network(
+                networks[cls], images[sel], inference, out_size, progress
+            )
     return scores, maps, recons
 
 
@@ -197,7 +178,7 @@ def validation_metrics(
     ``val_score`` = mean(image AUROC, pixel AU-PRO at FPR 0.3): the two figures the
     project is judged by, so the checkpoint kept is the one best at both.
     """
-    x = to_model_input(validation["images"], image_size)
+    x = to_unit_images(validation["images"], image_size)
     masks = validation["masks"]
     classes = validation["classes"] if None not in networks else None
     scores, maps, _ = _score_rows(networks, x, classes, inference, masks.shape[1:3])
@@ -254,8 +235,12 @@ def _batch_sampler(
             **settings,
         )
         return {
-            "images": to_model_input(out, image_size),
-            "masks": _resize_masks(masks, image_size),
+            "images": to_unit_images(out, image_size),
+            # area-averaged: a defect edge that covers part of a pixel is a soft
+            # target (see binary_focal_loss for what the focal term does with it)
+            "masks": resize_masks(torch.from_numpy(masks), image_size, soft=True)[
+                :, None
+            ],
             "labels": torch.as_tensor(np.asarray(labels), dtype=torch.long),
         }
 
@@ -390,34 +375,9 @@ def train_diffusionad(
 
 
 # --- test scoring and serving ------------------------------------------------------
-def _reconstruction_figure(images, recons, maps, masks, captions):
-    import matplotlib.pyplot as plt
-
-    n = len(images)
-    fig, axes = plt.subplots(n, 4, figsize=(8.5, 2.2 * n + 0.5), squeeze=False)
-    for i in range(n):
-        panels = (
-            (images[i], {}, "input x0"),
-            (np.transpose(recons[i], (1, 2, 0)).clip(0, 1), {}, "one-step x̂0"),
-            (maps[i], {"cmap": "jet", "vmin": 0, "vmax": 1}, "predicted mask"),
-            (masks[i], {"cmap": "gray", "vmin": 0, "vmax": 1}, "ground truth"),
-        )
-        for ax, (content, kwargs, title) in zip(axes[i], panels, strict=True):
-            ax.imshow(content, **kwargs)
-            ax.set_title(title if i == 0 else "", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[i, 0].set_ylabel(captions[i], fontsize=7)
-    fig.suptitle(
-        f"{METHOD}: test images, their one-step reconstruction and mask", fontsize=9
-    )
-    fig.tight_layout()
-    return fig
-
-
 def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
     """Test-split scores and maps (predictions format) + a reconstructions figure."""
-    networks = {k: v.to(_device()) for k, v in _unpack(model).items()}
+    networks = {k: v.to(device()) for k, v in _unpack(model).items()}
     size = int(model["settings"]["image_size"])
     index = np.flatnonzero(arrays["splits"] == "test")
     images = arrays["images"][index]
@@ -425,10 +385,11 @@ def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
     inference = params["inference"]
     scores, maps, recons = _score_rows(
         networks,
-        to_model_input(images, size),
+        to_unit_images(images, size),
         classes if None not in networks else None,
         inference,
         images.shape[1:3],
+        progress=True,
     )
     lams = ", ".join(str(int(t)) for t in inference["timesteps"])
     predictions = {
@@ -453,15 +414,26 @@ def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
         if len(rows):
             chosen.append(int(rows[0]))
     chosen = chosen[: int(inference.get("n_figure", 6))]
-    small = to_model_input(images[chosen], size).permute(0, 2, 3, 1).numpy()
-    figure = _reconstruction_figure(
-        small,
-        recons[chosen],
-        F.interpolate(torch.from_numpy(maps[chosen])[:, None], size=(size, size))[
-            :, 0
-        ].numpy(),
-        _resize_masks(arrays["masks"][index[chosen]], size)[:, 0].numpy(),
+    inputs = to_unit_images(images[chosen], size).permute(0, 2, 3, 1).numpy()
+    rows = [
+        [
+            Panel(x, "input x0"),
+            Panel(np.transpose(recon, (1, 2, 0)).clip(0, 1), "one-step x̂0"),
+            Panel(amap, "predicted mask", vmin=0, vmax=1),
+            Panel(mask, "ground truth", kind="mask"),
+        ]
+        for x, recon, amap, mask in zip(
+            inputs,
+            recons[chosen],
+            resize_maps(maps[chosen], size),
+            resize_masks(arrays["masks"][index[chosen]], size),
+            strict=True,
+        )
+    ]
+    figure = panel_figure(
+        rows,
         [f"{classes[i]}\nscore {scores[i]:.2f}" for i in chosen],
+        f"{METHOD}: test images, their one-step reconstruction and mask",
     )
     return predictions, figure
 
@@ -471,14 +443,10 @@ def predict_diffusionad(model: dict, images, params: dict) -> dict[str, np.ndarr
 
     Maps come back at the input's own size. Per-class models need the classes.
     """
-    from kedro_ad.data.io import as_image_batch
-
-    raw = images["images"] if isinstance(images, dict) else images
-    height, width = np.asarray(raw).shape[1:3]
     size = int(model["settings"]["image_size"])
     x, classes = as_image_batch(images, size)
-    networks = {k: v.to(_device()) for k, v in _unpack(model).items()}
+    networks = {k: v.to(device()) for k, v in _unpack(model).items()}
     scores, maps, _ = _score_rows(
-        networks, x, classes, params["inference"], (int(height), int(width))
+        networks, x, classes, params["inference"], input_size(images)
     )
-    return {"scores": scores.astype(np.float32), "maps": maps.astype(np.float32)}
+    return served_output(scores, maps, images)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from kedro_ad.data.io import as_image_batch, input_size, resize_maps
 from kedro_ad.models import mean_image
+from kedro_ad.models.common import class_ids
+from kedro_ad.serving import as_image_batch, served_output
 
 
 def fit_mean_image(
@@ -54,17 +55,15 @@ def predict_mean_image(
 ) -> dict[str, np.ndarray]:
     """What the registered model does: images (+ class names) -> scores, maps.
 
-    The baseline is per class, so the input must name each image's class:
-    ``{"images": uint8 (N, H, W, 3), "classes": (N,)}``. Maps come back at the
-    input's size.
+    The baseline is per class, so the input must name each image's class
+    (``{"images": uint8 (N, H, W, 3), "classes": (N,)}``) unless the model knows
+    one class. Maps come back at the input's size.
     """
     size = int(model["image_size"])
     batch, classes = as_image_batch(images, size)
-    if classes is None:
-        raise ValueError(
-            "mean_image scores each image against its class: pass "
-            "{'images': array, 'classes': class names}"
-        )
+    known = model["classes"]
+    # one class per image, named clearly when missing or unknown
+    classes = known[class_ids(classes, known, len(batch), "mean_image").numpy()]
     pixels = (batch.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     scores, maps = mean_image.predict(model, pixels, classes)
-    return {"scores": scores, "maps": resize_maps(maps, input_size(images))}
+    return served_output(scores, maps, images)

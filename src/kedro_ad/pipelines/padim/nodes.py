@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from kedro_ad.data.io import as_image_batch
+from kedro_ad.models.maps import to_unit_images
 from kedro_ad.models.padim import (
     PadimModel,
     build_padim,
     padim_from_arrays,
     padim_to_arrays,
-    to_unit_tensor,
 )
+from kedro_ad.serving import as_image_batch, served_output
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def fit_padim(arrays: dict[str, np.ndarray], params: dict) -> dict[str, Any]:
         rows = val & (arrays["classes"] == cls)
         if not rows.any():
             raise ValueError(f"padim: class {cls} has no validation images")
-        images = to_unit_tensor(arrays["images"][rows], size)
+        images = to_unit_images(arrays["images"][rows], size)
         maps = _maps(model, images, model.class_ids([cls] * len(images), 0), bs)
         val_mean.append(float(maps.mean()))
         val_std.append(float(maps.std()) + 1e-6)
@@ -103,7 +103,7 @@ def score_padim(
     padim = padim_from_arrays(model)
     started = time.perf_counter()
     index = np.flatnonzero(arrays["splits"] == "test")
-    images = to_unit_tensor(arrays["images"][index], padim.image_size)
+    images = to_unit_images(arrays["images"][index], padim.image_size)
     ids = padim.class_ids(arrays["classes"][index], len(index))
     scores, maps = _normalised(padim, model, images, ids, int(params["batch_size"]))
     return {
@@ -135,9 +135,4 @@ def predict_padim(model: dict[str, Any], images: Any, params: dict) -> dict:
     batch, classes = as_image_batch(images, padim.image_size)
     ids = padim.class_ids(classes, len(batch))
     scores, maps = _normalised(padim, model, batch, ids, int(params["batch_size"]))
-    size = np.asarray(images["images"] if isinstance(images, dict) else images).shape
-    if maps.shape[1:] != tuple(size[1:3]):
-        maps = torch.nn.functional.interpolate(
-            torch.from_numpy(maps)[:, None], size=size[1:3], mode="bilinear"
-        )[:, 0].numpy()
-    return {"scores": scores.astype(np.float32), "maps": maps.astype(np.float32)}
+    return served_output(scores, maps, images)

@@ -15,19 +15,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kedro_ad.data.io import as_image_batch
 from kedro_ad.metrics import image_metrics, pixel_metrics
-from kedro_ad.models.padim import padim_from_arrays, to_unit_tensor
+from kedro_ad.models.maps import resize_images, to_unit_images
+from kedro_ad.models.padim import padim_from_arrays
 from kedro_ad.models.ran import (
     RanModel,
     build_ran,
     gradient_denoise,
     ran_from_parts,
     ran_to_parts,
-    resize,
 )
+from kedro_ad.serving import as_image_batch, served_output
 from kedro_ad.training import TrainConfig, fit
-from kedro_ad.visualization import training_figure
+from kedro_ad.visualization import Panel, panel_figure, training_figure
 
 logger = logging.getLogger(__name__)
 METHOD = "ran"
@@ -68,7 +68,7 @@ def validation_score(
     """
     inference = params["inference"]
     size = int(synthetic["images"].shape[1])
-    images = to_unit_tensor(synthetic["images"][rows], size)
+    images = to_unit_images(synthetic["images"][rows], size)
     ids = ran.unet.class_ids(synthetic["classes"][rows], len(rows))
     labels = synthetic["labels"][rows]
     pixel, feature = ran.raw_maps(
@@ -107,14 +107,14 @@ def train_ran(
         feature_image_size=params["model"].get("feature_image_size") or data_size,
         seed=params["seed"],
     )
-    full = to_unit_tensor(arrays["images"][train], data_size)
+    full = to_unit_images(arrays["images"][train], data_size)
     ids = ran.unet.class_ids(arrays["classes"][train], int(train.sum()))
     ran.set_feature_statistics(full)
     with torch.no_grad():  # fixed targets: computed once, not every step
         features = torch.cat(
             [ran.target_features(full[i : i + 64]) for i in range(0, len(full), 64)]
         )
-    images = resize(full, ran.size)
+    images = resize_images(full, ran.size)
     del full
     loss_params = params["loss"]
     config = TrainConfig.from_params(params["training"])
@@ -147,7 +147,7 @@ def train_ran(
         description=METHOD,
     )
     ran.eval()
-    val_images = to_unit_tensor(arrays["images"][val], arrays["images"].shape[1])
+    val_images = to_unit_images(arrays["images"][val], arrays["images"].shape[1])
     val_ids = ran.unet.class_ids(arrays["classes"][val], int(val.sum()))
     ran.fit_normalisation(
         val_images,
@@ -186,7 +186,7 @@ def _repair(ran: RanModel, padim, images: torch.Tensor, classes, params: dict):
     return gradient_denoise(
         ran,
         padim,
-        to_unit_tensor(images, padim.image_size),
+        to_unit_images(images, padim.image_size),
         ran.unet.class_ids(classes, len(images)),
         padim.class_ids(classes, len(images)),
         steps=int(settings["steps"]),
@@ -195,34 +195,6 @@ def _repair(ran: RanModel, padim, images: torch.Tensor, classes, params: dict):
         denoise_every=int(settings["denoise_every"]),
         denoise_timestep=int(settings["denoise_timestep"]),
     )
-
-
-def _repairs_figure(images, masks, maps, repaired, captions) -> plt.Figure:
-    """Rows: input (mask outlined), RAN map, repaired x_N, |x_N - x_0|."""
-    n = len(images)
-    fig, axes = plt.subplots(n, 4, figsize=(9, 2.3 * n + 0.6), squeeze=False)
-    for i in range(n):
-        lo, hi = np.percentile(maps[i], [1, 99.5])
-        diff = np.abs(repaired[i].astype(np.float32) - images[i]).mean(-1)
-        panels = (
-            (images[i], {}, "input (defect outlined)"),
-            (maps[i], {"cmap": "jet", "vmin": lo, "vmax": hi}, "RAN anomaly map"),
-            (repaired[i], {}, "gradient-denoised x_N"),
-            (diff, {"cmap": "magma"}, "|x_N - x_0|"),
-        )
-        for ax, (content, kwargs, name) in zip(axes[i], panels, strict=True):
-            ax.imshow(content, **kwargs)
-            if masks[i].any() and name.startswith("input"):
-                ax.contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
-            ax.set_title(name if i == 0 else "", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[i, 0].set_ylabel(captions[i], fontsize=7)
-    fig.suptitle(
-        "RAN: anomalous test images repaired by gradient denoising", fontsize=9
-    )
-    fig.tight_layout()
-    return fig
 
 
 def score_ran(
@@ -236,7 +208,7 @@ def score_ran(
     inference = params["inference"]
     started = time.perf_counter()
     index = np.flatnonzero(arrays["splits"] == "test")
-    images = to_unit_tensor(arrays["images"][index], arrays["images"].shape[1])
+    images = to_unit_images(arrays["images"][index], arrays["images"].shape[1])
     ids = ran.unet.class_ids(arrays["classes"][index], len(index))
     scores, maps = ran.anomaly_maps(
         images, ids, _generator(inference["seed"] + 2), int(inference["batch_size"])
@@ -252,12 +224,25 @@ def score_ran(
     ][: int(params["repair"]["n_figure"])]
     padim = padim_from_arrays(padim_model)
     repaired, _ = _repair(ran, padim, images[chosen], classes[chosen], params)
-    figure = _repairs_figure(
-        arrays["images"][index[chosen]].astype(np.float32) / 255.0,
-        arrays["masks"][index[chosen]],
-        maps[chosen].numpy(),
-        repaired.permute(0, 2, 3, 1).numpy(),
+    rows = [
+        [
+            Panel(x, "input (defect outlined)", outline=mask),
+            Panel(amap, "RAN anomaly map"),
+            Panel(fixed, "gradient-denoised x_N"),
+            Panel(np.abs(fixed - x).mean(-1), "|x_N - x_0|", kind="heat"),
+        ]
+        for x, mask, amap, fixed in zip(
+            arrays["images"][index[chosen]].astype(np.float32) / 255.0,
+            arrays["masks"][index[chosen]],
+            maps[chosen].numpy(),
+            repaired.permute(0, 2, 3, 1).numpy(),
+            strict=True,
+        )
+    ]
+    figure = panel_figure(
+        rows,
         [f"{classes[i]}\nscore {float(scores[i]):.1f}" for i in chosen],
+        "RAN: anomalous test images repaired by gradient denoising",
     )
     settings = params["scoring"]
     predictions = {
@@ -296,16 +281,7 @@ def predict_ran(
     scores, maps = ran.anomaly_maps(
         batch, ids, _generator(inference["seed"] + 2), int(inference["batch_size"])
     )
-    raw = images["images"] if isinstance(images, dict) else images
-    size = np.asarray(raw).shape[1:3]
-    if tuple(maps.shape[1:]) != tuple(size):
-        maps = torch.nn.functional.interpolate(
-            maps[:, None], size=tuple(size), mode="bilinear", align_corners=False
-        )[:, 0]
-    out = {
-        "scores": scores.numpy().astype(np.float32),
-        "maps": maps.numpy().astype(np.float32),
-    }
+    out = served_output(scores, maps, images)
     if inference.get("return_repairs"):
         names = classes if classes is not None else [padim.class_names[0]] * len(batch)
         repaired, _ = _repair(ran, padim, batch, np.asarray(names), params)
