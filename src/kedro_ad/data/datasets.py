@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
+
+from kedro_ad.data.atomic import atomic_path
 
 
 class ArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
@@ -34,23 +34,12 @@ class ArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]
 
     def _save(self, data: dict[str, np.ndarray]) -> None:
         path = Path(self._filepath)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {key: np.asarray(value) for key, value in data.items()}
         for key, value in arrays.items():
             if value.dtype == object:
                 raise DatasetError(f"{path}: array '{key}' has dtype object")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            # mkstemp makes the file owner-only; give it the usual umask permissions
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **arrays)
 
     def _exists(self) -> bool:
         return Path(self._filepath).is_file()
@@ -101,12 +90,9 @@ class ModelFolderDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
 
     def _save(self, data: dict[str, Any]) -> None:
         import json
-        import shutil
 
         path = Path(self._filepath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-        try:
+        with atomic_path(path, folder=True) as tmp:
             manifest: dict[str, Any] = {"modules": {}, "arrays": [], "values": {}}
             arrays = {}
             for key, value in data.items():
@@ -135,17 +121,6 @@ class ModelFolderDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
                     f"{path}: a setting is not JSON-able: {exc}"
                 ) from exc
             (tmp / self.MANIFEST).write_text(text)
-            os.chmod(tmp, 0o755)
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            if path.exists():
-                path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def _exists(self) -> bool:
         return (Path(self._filepath) / self.MANIFEST).is_file()

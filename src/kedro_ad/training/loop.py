@@ -28,6 +28,8 @@ from accelerate import Accelerator
 from accelerate.utils import send_to_device
 from tqdm.auto import tqdm
 
+from kedro_ad.data.atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 History = dict[str, list[dict[str, float]]]
@@ -249,9 +251,8 @@ def fit(
                 for n, m in unwrapped().items()
             }
             if best_file is not None:
-                tmp = best_file.with_suffix(".tmp")
-                torch.save(best_weights, tmp)
-                tmp.replace(best_file)
+                with atomic_path(best_file) as tmp:
+                    torch.save(best_weights, tmp)
         logger.info(
             "%s step %d: %s (best %s=%.4f at step %d)",
             description,
@@ -263,15 +264,10 @@ def fit(
         )
 
     def checkpoint() -> None:
-        target = folder / f"checkpoint_{state.step}"
-        tmp = folder / f".tmp_checkpoint_{state.step}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        accelerator.save_state(str(tmp))
-        (tmp / "loop_state.json").write_text(json.dumps({"step": state.step}))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        # loop_state.json marks a complete checkpoint; the folder appears whole
+        with atomic_path(folder / f"checkpoint_{state.step}", folder=True) as tmp:
+            accelerator.save_state(str(tmp))
+            (tmp / "loop_state.json").write_text(json.dumps({"step": state.step}))
         for _, old in _checkpoints(folder)[: -config.checkpoints_total_limit]:
             shutil.rmtree(old)
 
