@@ -43,7 +43,7 @@ def test_arrays_dataset_refuses_objects_and_leaves_nothing(tmp_path):
 
 def test_pretrained_tag_reads_backbones_of_the_pipeline():
     params = {
-        "data": {"source": "synthetic"},
+        "data": {"source": "embedded"},
         "diad": {"backbone": {"name": "tf_efficientnet_lite0", "pretrained": True}},
         "ran": {"padim": {"backbone": {"pretrained": False}}},
     }

@@ -12,7 +12,7 @@ from kedro_ad.pipelines.evaluation.nodes import (
     overlays_figure,
 )
 
-DATA = {"source": "synthetic", "root": "data/01_raw/x", "image_size": 16}
+DATA = {"source": "embedded", "root": "data/01_raw/x", "image_size": 16}
 
 
 def _arrays_and_predictions(seed=0):
@@ -64,7 +64,7 @@ def test_table_per_class_and_mean():
     assert metrics[f"{method}/pixel_aupro"]["value"] == table.loc[2, "pixel_aupro"]
     assert f"{method}/a/image_auroc" in metrics and f"{method}/b/pixel_auroc" in metrics
     text = metrics_markdown(table, predictions, arrays, DATA)
-    assert "test split of data.source=synthetic" in text
+    assert "test split of data.source=embedded" in text
     assert "validation split (8 good images)" in text
 
 

@@ -21,13 +21,13 @@ from kedro_ad.data.validation import DataValidationError
 REPO = Path(__file__).resolve().parents[1]
 
 SMALL_SYNTHETIC = {
-    "data.source": "synthetic",
+    "data.source": "embedded",
     "data.image_size": 32,
     "data.val_fraction": 0.25,
-    "data.synthetic.raw_size": 64,
-    "data.synthetic.n_train": 12,
-    "data.synthetic.n_test_good": 3,
-    "data.synthetic.n_test_per_defect": 2,
+    "data.embedded.raw_size": 64,
+    "data.embedded.n_train": 12,
+    "data.embedded.n_test_good": 3,
+    "data.embedded.n_test_per_defect": 2,
     "validation.min_train_images": 8,
     "evaluation.n_overlays": 2,
 }
@@ -82,7 +82,7 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
 
     report = project / "data/08_reporting/mean_image"
     table = (report / "evaluation_table.md").read_text()
-    assert "test split of data.source=synthetic" in table
+    assert "test split of data.source=embedded" in table
     assert "validation split" in table and "mean" in table
     for name in ("evaluation_table.csv", "roc_pr_curves.png", "overlays.png"):
         assert (report / name).stat().st_size > 0
@@ -95,7 +95,7 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
     assert run.info.status == "FINISHED"
     tags = run.data.tags
     assert tags["pipeline"] == "__default__"
-    assert tags["data_source"] == "synthetic"
+    assert tags["data_source"] == "embedded"
     assert tags["pretrained_weights"] == "none"
     assert tags["git_commit"]
     metrics = run.data.metrics

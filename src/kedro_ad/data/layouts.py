@@ -26,7 +26,7 @@ COLUMNS = [
     "expected_mask_path",
 ]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-SOURCES = ("synthetic", "mvtec", "visa", "folder")
+SOURCES = ("embedded", "mvtec", "visa", "folder")
 
 
 class DatasetLayoutError(ValueError):
@@ -162,14 +162,18 @@ def scan_visa(root: str | Path, classes="all", split_csv: str = "split_csv/1cls.
 
 
 def scan_dataset(source: str, root: str | Path, classes="all") -> pd.DataFrame:
-    """Dispatch on ``data.source``; ``synthetic`` roots are MVTec layout."""
-    if source in ("synthetic", "mvtec"):
+    """Dispatch on ``data.source``; ``embedded`` roots are MVTec layout."""
+    if source in ("embedded", "mvtec"):
         return scan_mvtec(root, classes)
     if source == "folder":
         return scan_folder(root, classes)
     if source == "visa":
         return scan_visa(root, classes)
-    raise DatasetLayoutError(f"data.source={source!r} is not one of {SOURCES}")
+    renamed = " (the embedded dataset's source is now 'embedded')"
+    raise DatasetLayoutError(
+        f"data.source={source!r} is not one of {SOURCES}"
+        + (renamed if source == "synthetic" else "")
+    )
 
 
 def assign_validation_split(
@@ -177,13 +181,13 @@ def assign_validation_split(
 ) -> pd.DataFrame:
     """Move a seeded fraction of each class's train images to ``split = "val"``.
 
-    The validation split is the only data used to choose checkpoints, thresholds and
+    The validation split is the only data used to choose checkpoints and
     normalisation statistics; the test split never is.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(
             f"data.val_fraction must be in (0, 1), got {val_fraction}: a validation "
-            "split is required to choose checkpoints, thresholds and normalisation"
+            "split is required to choose checkpoints and normalisation"
         )
     rows = rows.copy()
     for cls in sorted(rows["class"].unique()):

@@ -7,29 +7,29 @@ from pathlib import Path
 
 import pandas as pd
 
+from kedro_ad.data.embedded import generate_embedded_dataset
 from kedro_ad.data.io import describe_files
 from kedro_ad.data.layouts import assign_validation_split, scan_dataset
-from kedro_ad.data.synthetic import generate_synthetic_dataset
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_source(data: dict) -> str:
-    """Return the dataset root; for ``synthetic`` generate it there first.
+    """Return the dataset root; for ``embedded`` generate it there first.
 
     Generation is deterministic in ``data.seed`` and reused when the folder already
     holds the same dataset, so repeated runs cost nothing.
     """
     root = Path(data["root"])
-    if data["source"] == "synthetic":
-        synth = data.get("synthetic", {})
-        generate_synthetic_dataset(
+    if data["source"] == "embedded":
+        embedded = data.get("embedded", {})
+        generate_embedded_dataset(
             root,
             seed=int(data["seed"]),
-            image_size=int(synth.get("raw_size", 256)),
-            n_train=int(synth.get("n_train", 60)),
-            n_test_good=int(synth.get("n_test_good", 16)),
-            n_test_per_defect=int(synth.get("n_test_per_defect", 8)),
+            image_size=int(embedded.get("raw_size", 256)),
+            n_train=int(embedded.get("n_train", 60)),
+            n_test_good=int(embedded.get("n_test_good", 16)),
+            n_test_per_defect=int(embedded.get("n_test_per_defect", 8)),
         )
     elif not root.exists():
         raise FileNotFoundError(

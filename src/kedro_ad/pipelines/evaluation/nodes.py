@@ -50,7 +50,7 @@ def describe_data(arrays: dict, data: dict) -> str:
         f"test split of data.source={data['source']} at {data['root']} "
         f"({int(test.sum())} images: {int(test.sum()) - n_anom} good, {n_anom} "
         f"anomalous; {len(set(arrays['classes'].tolist()))} classes; "
-        f"{data['image_size']}px); thresholds and normalisation from the validation "
+        f"{data['image_size']}px); checkpoints and normalisation from the validation "
         f"split ({int((arrays['splits'] == 'val').sum())} good images) only"
     )
 

@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic dataset generator (kedro_ad.data.synthetic)."""
+"""Tests of the embedded dataset generator (kedro_ad.data.embedded)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from kedro_ad.data import synthetic as syn
-from kedro_ad.data.synthetic import (
+from kedro_ad.data import embedded as syn
+from kedro_ad.data.embedded import (
+    EMBEDDED_CLASSES,
+    EMBEDDED_DEFECTS,
     FINGERPRINT_FILE,
     MAX_MASK_FRACTION,
     MIN_MASK_FRACTION,
     PART_DEFECT_TYPES,
-    SYNTHETIC_CLASSES,
-    SYNTHETIC_DEFECTS,
-    generate_synthetic_dataset,
+    generate_embedded_dataset,
     render_sample,
+    writer,
 )
 
 SMALL = {"image_size": 64, "n_train": 3, "n_test_good": 2, "n_test_per_defect": 2}
@@ -43,26 +44,26 @@ def _siblings(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """One small dataset of every class, shared by the read-only tests."""
-    root = tmp_path_factory.mktemp("gen") / "synthetic"
-    summary = generate_synthetic_dataset(root, seed=3, **SMALL)
+    root = tmp_path_factory.mktemp("gen") / "embedded"
+    summary = generate_embedded_dataset(root, seed=3, **SMALL)
     return root, summary
 
 
 def test_registry_has_textures_objects_and_part_defects() -> None:
-    kinds = list(SYNTHETIC_CLASSES.values())
-    assert len(SYNTHETIC_CLASSES) >= 6
+    kinds = list(EMBEDDED_CLASSES.values())
+    assert len(EMBEDDED_CLASSES) >= 6
     assert set(kinds) == {"texture", "object"}
     assert kinds.count("texture") >= 3
     assert kinds.count("object") >= 3
-    assert set(SYNTHETIC_DEFECTS) == set(SYNTHETIC_CLASSES)
+    assert set(EMBEDDED_DEFECTS) == set(EMBEDDED_CLASSES)
     allowed = {"scratch", "crack", "hole", "stain", "contamination"} | PART_DEFECT_TYPES
-    for name, defects in SYNTHETIC_DEFECTS.items():
+    for name, defects in EMBEDDED_DEFECTS.items():
         assert len(set(defects)) == len(defects) >= 3, name
         assert set(defects) <= allowed, name
-        if SYNTHETIC_CLASSES[name] == "texture":
+        if EMBEDDED_CLASSES[name] == "texture":
             assert not set(defects) & PART_DEFECT_TYPES, name
-    objects = [c for c, k in SYNTHETIC_CLASSES.items() if k == "object"]
-    with_part = [c for c in objects if set(SYNTHETIC_DEFECTS[c]) & PART_DEFECT_TYPES]
+    objects = [c for c, k in EMBEDDED_CLASSES.items() if k == "object"]
+    with_part = [c for c in objects if set(EMBEDDED_DEFECTS[c]) & PART_DEFECT_TYPES]
     assert with_part, "no object has a missing / misplaced part defect"
 
 
@@ -70,13 +71,13 @@ def test_layout_counts_and_summary(small_dataset: tuple[Path, dict]) -> None:
     root, summary = small_dataset
     assert summary["reused"] is False
     assert summary["seed"] == 3 and summary["image_size"] == 64
-    assert summary["classes"] == list(SYNTHETIC_CLASSES)
+    assert summary["classes"] == list(EMBEDDED_CLASSES)
     assert (root / FINGERPRINT_FILE).is_file()
     assert sorted(p.name for p in root.iterdir()) == sorted(
-        [*SYNTHETIC_CLASSES, FINGERPRINT_FILE]
+        [*EMBEDDED_CLASSES, FINGERPRINT_FILE]
     )
     n_images = 0
-    for c, defects in SYNTHETIC_DEFECTS.items():
+    for c, defects in EMBEDDED_DEFECTS.items():
         assert sorted(p.name for p in (root / c).iterdir()) == [
             "ground_truth",
             "test",
@@ -134,7 +135,7 @@ def test_images_rgb_and_masks_binary_nonempty(small_dataset: tuple[Path, dict]) 
 
 def test_written_files_equal_render_sample(small_dataset: tuple[Path, dict]) -> None:
     root, _ = small_dataset
-    for c, defects in SYNTHETIC_DEFECTS.items():
+    for c, defects in EMBEDDED_DEFECTS.items():
         img, mask, clean = render_sample(c, 1, "train", None, 3, 64)
         assert np.array_equal(
             np.asarray(Image.open(root / c / "train/good/001.png")), img
@@ -149,9 +150,9 @@ def test_written_files_equal_render_sample(small_dataset: tuple[Path, dict]) -> 
         assert np.array_equal(gt, mask)
 
 
-@pytest.mark.parametrize("class_name", list(SYNTHETIC_CLASSES))
+@pytest.mark.parametrize("class_name", list(EMBEDDED_CLASSES))
 def test_mask_is_exactly_the_changed_pixels(class_name: str) -> None:
-    for defect in SYNTHETIC_DEFECTS[class_name]:
+    for defect in EMBEDDED_DEFECTS[class_name]:
         for index in range(2):
             img, mask, clean = render_sample(class_name, index, "test", defect, 0, 64)
             assert img.shape == clean.shape == (64, 64, 3) and img.dtype == np.uint8
@@ -167,7 +168,7 @@ def test_mask_is_exactly_the_changed_pixels(class_name: str) -> None:
 def test_part_defect_masks_are_one_local_region() -> None:
     # A missing / moved part must not change anything elsewhere in the scene
     # (e.g. shadows of the other parts): its mask is one compact region.
-    for c, defects in SYNTHETIC_DEFECTS.items():
+    for c, defects in EMBEDDED_DEFECTS.items():
         for d in set(defects) & PART_DEFECT_TYPES:
             for index in range(6):
                 _, mask, _ = render_sample(c, index, "test", d, 5, 96)
@@ -177,7 +178,7 @@ def test_part_defect_masks_are_one_local_region() -> None:
 
 
 def test_default_size_defects_are_sized_and_images_look_smooth() -> None:
-    for c, defects in SYNTHETIC_DEFECTS.items():
+    for c, defects in EMBEDDED_DEFECTS.items():
         img, _, _ = render_sample(c, 0, "train", None, 0, 256)
         g = img.astype(float).mean(-1)
         # structured images, not noise: neighbouring pixels are strongly correlated
@@ -211,12 +212,12 @@ def test_render_sample_rejects_bad_arguments() -> None:
 
 def test_deterministic_for_seed_and_different_for_other_seed(tmp_path: Path) -> None:
     kw = {**SMALL, "classes": ["fabric", "pill"]}
-    a = tmp_path / "a" / "synthetic"
-    b = tmp_path / "b" / "synthetic"
-    c = tmp_path / "c" / "synthetic"
-    generate_synthetic_dataset(a, seed=7, **kw)
-    generate_synthetic_dataset(b, seed=7, **kw)
-    generate_synthetic_dataset(c, seed=8, **kw)
+    a = tmp_path / "a" / "embedded"
+    b = tmp_path / "b" / "embedded"
+    c = tmp_path / "c" / "embedded"
+    generate_embedded_dataset(a, seed=7, **kw)
+    generate_embedded_dataset(b, seed=7, **kw)
+    generate_embedded_dataset(c, seed=8, **kw)
     ha, hb, hc = _tree_hash(a), _tree_hash(b), _tree_hash(c)
     assert ha == hb
     assert ha.keys() == hc.keys()
@@ -227,15 +228,15 @@ def test_deterministic_for_seed_and_different_for_other_seed(tmp_path: Path) -> 
 def test_reuse_when_fingerprint_matches_and_regenerate_otherwise(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    root = tmp_path / "data" / "synthetic"
+    root = tmp_path / "data" / "embedded"
     kw = {**SMALL, "classes": ["wood", "washer"]}
-    first = generate_synthetic_dataset(root, seed=1, **kw)
+    first = generate_embedded_dataset(root, seed=1, **kw)
     probe = root / "wood" / "train" / "good" / "000.png"
     stamp = probe.stat().st_mtime_ns, probe.stat().st_ino
     before = _tree_hash(root)
 
-    with caplog.at_level("INFO", logger="kedro_ad.data.synthetic"):
-        again = generate_synthetic_dataset(root, seed=1, **kw)
+    with caplog.at_level("INFO", logger="kedro_ad.data.embedded"):
+        again = generate_embedded_dataset(root, seed=1, **kw)
     assert again["reused"] is True
     assert "reusing" in caplog.text
     assert {k: v for k, v in again.items() if k != "reused"} == {
@@ -243,7 +244,7 @@ def test_reuse_when_fingerprint_matches_and_regenerate_otherwise(
     }
     assert (probe.stat().st_mtime_ns, probe.stat().st_ino) == stamp
 
-    other = generate_synthetic_dataset(root, seed=2, **kw)
+    other = generate_embedded_dataset(root, seed=2, **kw)
     assert other["reused"] is False and other["seed"] == 2
     stored = json.loads((root / FINGERPRINT_FILE).read_text())
     assert stored["fingerprint"]["seed"] == 2
@@ -252,29 +253,29 @@ def test_reuse_when_fingerprint_matches_and_regenerate_otherwise(
         != before[probe.relative_to(root).as_posix()]
     )
 
-    bigger = generate_synthetic_dataset(root, seed=2, **{**kw, "n_train": 4})
+    bigger = generate_embedded_dataset(root, seed=2, **{**kw, "n_train": 4})
     assert bigger["reused"] is False
     assert bigger["counts"]["wood"]["train"] == {"good": 4}
     assert _siblings(root) == []
 
 
 def test_incomplete_dataset_is_regenerated(tmp_path: Path) -> None:
-    root = tmp_path / "synthetic"
+    root = tmp_path / "embedded"
     kw = {**SMALL, "classes": ["pcb"]}
-    generate_synthetic_dataset(root, seed=0, **kw)
+    generate_embedded_dataset(root, seed=0, **kw)
     victim = root / "pcb" / "test" / "good" / "001.png"
     victim.unlink()
-    summary = generate_synthetic_dataset(root, seed=0, **kw)
+    summary = generate_embedded_dataset(root, seed=0, **kw)
     assert summary["reused"] is False
     assert victim.is_file()
 
 
 def test_refuses_to_overwrite_foreign_folder(tmp_path: Path) -> None:
-    root = tmp_path / "synthetic"
+    root = tmp_path / "embedded"
     root.mkdir()
     (root / "precious.txt").write_text("user data")
     with pytest.raises(FileExistsError):
-        generate_synthetic_dataset(root, **SMALL)
+        generate_embedded_dataset(root, **SMALL)
     assert (root / "precious.txt").read_text() == "user data"
     assert _siblings(root) == []
 
@@ -282,9 +283,9 @@ def test_refuses_to_overwrite_foreign_folder(tmp_path: Path) -> None:
 def test_failure_leaves_nothing_half_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "synthetic"
+    root = tmp_path / "embedded"
     calls = {"n": 0}
-    real = syn.render_sample
+    real = writer.render_sample
 
     def flaky(*args, **kwargs):
         """render_sample that fails part-way through the first class."""
@@ -293,18 +294,18 @@ def test_failure_leaves_nothing_half_written(
             raise RuntimeError("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(syn, "render_sample", flaky)
+    monkeypatch.setattr(writer, "render_sample", flaky)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        generate_synthetic_dataset(root, **SMALL)
+        generate_embedded_dataset(root, **SMALL)
     assert not root.exists()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        generate_synthetic_dataset(tmp_path / "x", classes=["fabric", "unicorn"])
+        generate_embedded_dataset(tmp_path / "x", classes=["fabric", "unicorn"])
     with pytest.raises(ValueError):
-        generate_synthetic_dataset(tmp_path / "x", image_size=8)
+        generate_embedded_dataset(tmp_path / "x", image_size=8)
     with pytest.raises(ValueError):
-        generate_synthetic_dataset(tmp_path / "x", n_train=-1)
+        generate_embedded_dataset(tmp_path / "x", n_train=-1)
     assert list(tmp_path.iterdir()) == []
