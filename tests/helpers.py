@@ -1,4 +1,5 @@
-"""Test helpers: tiny dataset folders in the layouts the project reads."""
+"""Test helpers: tiny dataset folders in the layouts the project reads, and a slow
+reference AU-PRO that metric results are checked against."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
+
+EIGHT = np.ones((3, 3), dtype=int)  # MVTec AD reference structure
 
 
 def _image(rng: np.random.Generator, size: int, gray: bool) -> Image.Image:
@@ -65,3 +69,32 @@ def make_mvtec_tree(
                     gt.mkdir(parents=True, exist_ok=True)
                     _mask(rng, size).save(gt / f"{i:03d}_mask.png")
     return root
+
+
+# Slow, obviously correct reference of AU-PRO (MVTec AD's definition): the tests
+# check kedro_ad.metrics and the evaluation tables against it.
+def reference_pro_curve(masks, maps, structure=EIGHT):
+    """(FPR, PRO) at every unique threshold, starting at (0, 0)."""
+    regions = []
+    for i, mask in enumerate(masks):
+        lab, n = ndimage.label(mask, structure=structure)
+        regions += [(i, lab == k) for k in range(1, n + 1)]
+    normal = ~masks
+    fprs, pros = [0.0], [0.0]
+    for t in np.unique(maps)[::-1]:
+        pred = maps >= t
+        fprs.append(np.sum(pred & normal) / np.sum(normal))
+        pros.append(np.mean([pred[i][r].mean() for i, r in regions]))
+    return np.array(fprs), np.array(pros)
+
+
+def reference_aupro(masks, maps, fpr_limit=0.3, structure=EIGHT):
+    """Trapezoid area of the PRO curve up to fpr_limit, divided by the limit."""
+    fpr, pro = reference_pro_curve(masks, maps, structure)
+    keep = fpr <= fpr_limit  # a prefix: fpr is non-decreasing
+    x, y = fpr[keep], pro[keep]
+    if x[-1] < fpr_limit:
+        j = int(keep.sum())
+        y_lim = np.interp(fpr_limit, fpr[j - 1 : j + 1], pro[j - 1 : j + 1])
+        x, y = np.append(x, fpr_limit), np.append(y, y_lim)
+    return float(np.trapezoid(y, x) / fpr_limit)

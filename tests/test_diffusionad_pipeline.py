@@ -10,6 +10,7 @@ import torch
 import yaml
 
 import kedro_ad.synthesis as synthesis_module
+from kedro_ad.metrics.checkpoint import CheckpointRule
 from kedro_ad.pipelines.diffusionad import (
     create_inference_pipeline,
     create_pipeline,
@@ -169,6 +170,7 @@ def test_scoring_writes_predictions_of_the_test_split_at_dataset_size():
     assert predictions["maps"].dtype == np.float16
     assert predictions["scores"].shape == (len(test),)
     assert str(predictions["method"]) == "diffusionad"
+    assert str(predictions["checkpoint_rule"]) == CheckpointRule().name
     assert len(figure.axes) == 2 * 4  # one anomalous test image per class
     # serving the same test images gives the same scores; maps follow the input size
     served = nodes.predict_diffusionad(model, arrays["images"][test], PARAMS)
@@ -210,6 +212,7 @@ def test_pipelines_are_wired_as_the_registry_expects():
         "synthetic_validation",
         "params:diffusionad",
         "params:anomaly_synthesis",
+        "params:checkpoint_rule",
     ]
     assert train.outputs == [
         "diffusionad.model",

@@ -3,9 +3,12 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from kedro_ad.metrics import image_metrics
+from helpers import reference_aupro
+from kedro_ad.metrics.checkpoint import NO_CHECKPOINT, NOT_RECORDED, CheckpointRule
 from kedro_ad.pipelines.evaluation.nodes import (
+    compare_methods,
     compute_metrics_table,
     metrics_for_mlflow,
     metrics_markdown,
@@ -24,7 +27,7 @@ def _arrays_and_predictions(seed=0):
     labels[[8, 9, 10, 11, 20, 21, 22, 23]] = 1
     masks = np.zeros((n, 16, 16), dtype=bool)
     masks[labels == 1, 4:9, 4:9] = True
-    maps = rng.normal(0, 1, (n, 16, 16)).astype(np.float32) + 3 * masks
+    maps = rng.normal(0, 1, (n, 16, 16)).astype(np.float32) + 1.5 * masks
     arrays = {
         "images": rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8),
         "masks": masks,
@@ -41,8 +44,23 @@ def _arrays_and_predictions(seed=0):
         "maps": maps[index].astype(np.float16),
         "method": np.asarray("toy"),
         "description": np.asarray("a toy scorer"),
+        "checkpoint_rule": np.asarray("mean(image_auroc) on synthetic_validation"),
     }
     return arrays, predictions
+
+
+def _expected(arrays, predictions, cls):
+    """Image AUROC, pixel AUROC and AU-PRO of one class by independent code:
+    scikit-learn and the slow reference AU-PRO (tests/helpers.py)."""
+    rows = np.flatnonzero(arrays["classes"][predictions["index"]] == cls)
+    labels = arrays["labels"][predictions["index"][rows]]
+    masks = arrays["masks"][predictions["index"][rows]]
+    maps = predictions["maps"][rows].astype(np.float32)
+    return {
+        "image_auroc": roc_auc_score(labels, predictions["scores"][rows]),
+        "pixel_auroc": roc_auc_score(masks.ravel(), maps.ravel()),
+        "pixel_aupro": reference_aupro(masks, maps),
+    }
 
 
 def test_table_per_class_and_mean():
@@ -51,21 +69,58 @@ def test_table_per_class_and_mean():
         predictions, arrays, {"aupro_fpr_limit": 0.3, "n_overlays": 2}
     )
     assert table["class"].tolist() == ["a", "b", "mean"]
-    sel = predictions["index"][:8]
-    expected = image_metrics(arrays["labels"][sel], predictions["scores"][:8])
-    assert table.loc[0, "image_auroc"] == pytest.approx(expected["auroc"])
-    assert table.loc[2, "pixel_aupro"] == pytest.approx(
-        table.loc[:1, "pixel_aupro"].mean()
-    )
+    expected = {cls: _expected(arrays, predictions, cls) for cls in ("a", "b")}
+    for row, cls in enumerate(("a", "b")):
+        for name, value in expected[cls].items():
+            assert table.loc[row, name] == pytest.approx(value, abs=1e-9), (cls, name)
+    for name in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        mean = np.mean([expected[cls][name] for cls in ("a", "b")])
+        assert table.loc[2, name] == pytest.approx(mean, abs=1e-9)
+    # the classes differ and are imperfect: a metric of the wrong rows would show
+    for name in ("image_auroc", "pixel_aupro"):
+        assert expected["a"][name] != pytest.approx(expected["b"][name])
+        assert 0.5 < expected["a"][name] < 1
     assert table.loc[2, "n_images"] == 16 and table.loc[2, "n_classes"] == 2
+    assert (
+        table["checkpoint_rule"].eq("mean(image_auroc) on synthetic_validation").all()
+    )
     metrics = metrics_for_mlflow(table)
     method = str(predictions["method"])
     assert table["method"].eq(method).all()
     assert metrics[f"{method}/pixel_aupro"]["value"] == table.loc[2, "pixel_aupro"]
-    assert f"{method}/a/image_auroc" in metrics and f"{method}/b/pixel_auroc" in metrics
+    assert metrics[f"{method}/a/image_auroc"]["value"] == pytest.approx(
+        expected["a"]["image_auroc"]
+    )
+    assert f"{method}/b/pixel_auroc" in metrics
     text = metrics_markdown(table, predictions, arrays, DATA)
     assert "test split of data.source=embedded" in text
     assert "validation split (8 good images)" in text
+    assert "Checkpoint: mean(image_auroc) on synthetic_validation." in text
+    assert f"{100 * expected['a']['pixel_aupro']:.1f}" in text
+
+
+def test_comparison_names_the_one_checkpoint_rule_or_warns():
+    arrays, predictions = _arrays_and_predictions()
+    evaluation = {"aupro_fpr_limit": 0.3}
+    rule = CheckpointRule().name
+    inputs = []
+    for method, checkpoint in (("x", rule), ("y", rule), ("z", NO_CHECKPOINT)):
+        p = {**predictions, "method": np.asarray(method)}
+        p["checkpoint_rule"] = np.asarray(checkpoint)
+        inputs += [compute_metrics_table(p, arrays, evaluation), p]
+    table, text = compare_methods(*inputs)
+    assert table["checkpoint_rule"].tolist() == [rule, rule, NO_CHECKPOINT]
+    assert (
+        f"every trained method kept the step with the best {rule} (z: nothing "
+        "trained)" in text
+    )
+    assert "different rules" not in text
+    inputs[3] = {**inputs[3]}
+    del inputs[3]["checkpoint_rule"]  # predictions that do not say
+    inputs[2] = compute_metrics_table(inputs[3], arrays, evaluation)
+    table, text = compare_methods(*inputs)
+    assert table["checkpoint_rule"].tolist()[1] == NOT_RECORDED
+    assert "**The methods chose their checkpoints by different rules**" in text
 
 
 def test_predictions_on_validation_rows_are_refused():

@@ -11,6 +11,7 @@ from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import kedro_ad.metrics as metrics_mod
+from helpers import EIGHT, reference_aupro
 from kedro_ad.metrics import (
     METRIC_NAMES,
     all_metrics,
@@ -19,7 +20,6 @@ from kedro_ad.metrics import (
     pixel_metrics,
 )
 
-EIGHT = np.ones((3, 3), dtype=int)  # MVTec AD reference structure
 FOUR = ndimage.generate_binary_structure(2, 1)
 
 
@@ -38,33 +38,6 @@ def brute_f1max(labels: np.ndarray, scores: np.ndarray) -> float:
         fn = np.sum(~pred & labels)
         best = max(best, 2 * tp / (2 * tp + fp + fn))
     return best
-
-
-def reference_pro_curve(masks, maps, structure=EIGHT):
-    """(FPR, PRO) at every unique threshold, starting at (0, 0)."""
-    regions = []
-    for i, mask in enumerate(masks):
-        lab, n = ndimage.label(mask, structure=structure)
-        regions += [(i, lab == k) for k in range(1, n + 1)]
-    normal = ~masks
-    fprs, pros = [0.0], [0.0]
-    for t in np.unique(maps)[::-1]:
-        pred = maps >= t
-        fprs.append(np.sum(pred & normal) / np.sum(normal))
-        pros.append(np.mean([pred[i][r].mean() for i, r in regions]))
-    return np.array(fprs), np.array(pros)
-
-
-def reference_aupro(masks, maps, fpr_limit=0.3, structure=EIGHT):
-    """Trapezoid area of the PRO curve up to fpr_limit, divided by the limit."""
-    fpr, pro = reference_pro_curve(masks, maps, structure)
-    keep = fpr <= fpr_limit  # a prefix: fpr is non-decreasing
-    x, y = fpr[keep], pro[keep]
-    if x[-1] < fpr_limit:
-        j = int(keep.sum())
-        y_lim = np.interp(fpr_limit, fpr[j - 1 : j + 1], pro[j - 1 : j + 1])
-        x, y = np.append(x, fpr_limit), np.append(y, y_lim)
-    return float(np.trapezoid(y, x) / fpr_limit)
 
 
 # --------------------------------------------------------------------------

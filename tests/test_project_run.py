@@ -8,15 +8,23 @@ metrics and figures, and that bad data stops the run before any array is built.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from sklearn.metrics import roc_auc_score
 
-from helpers import make_mvtec_tree
+from helpers import make_mvtec_tree, reference_aupro
+from kedro_ad.data.datasets import ArraysDataset
 from kedro_ad.data.validation import DataValidationError
+from kedro_ad.metrics.checkpoint import CheckpointRule
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,11 +59,57 @@ def project(tmp_path, monkeypatch):
     shutil.copy(REPO / ".telemetry", root / ".telemetry")
     # bootstrap_project wants <root>/src; the installed kedro_ad package is used
     (root / "src" / "kedro_ad").mkdir(parents=True)
+    _git(root, "init", "-q")
+    _git(root, "add", "conf", "pyproject.toml")
+    _git(root, "commit", "-q", "-m", "the project under test")
     monkeypatch.chdir(root)
     bootstrap_project(root)
     yield root
     # RunTagsHook closes each session's run: none may be left open in the process
     assert mlflow.active_run() is None
+
+
+def _git(root: Path, *args: str) -> str:
+    """Run git in the throw-away project (its own identity, no user config)."""
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def _class_means(root: Path, method: str, aupro: bool = True) -> dict[str, float]:
+    """The class-mean metrics of a method's stored test predictions, recomputed
+    here by independent code (scikit-learn, the reference AU-PRO), so a pipeline
+    that evaluated the wrong rows, maps or classes would disagree."""
+    arrays = ArraysDataset(str(root / "data/05_model_input/dataset_arrays.npz")).load()
+    predictions = ArraysDataset(
+        str(root / f"data/07_model_output/{method}/predictions.npz")
+    ).load()
+    index = predictions["index"]
+    assert (arrays["splits"][index] == "test").all()
+    per_class = []
+    for cls in sorted(set(arrays["classes"][index].tolist())):
+        rows = np.flatnonzero(arrays["classes"][index] == cls)
+        labels = arrays["labels"][index[rows]]
+        masks = arrays["masks"][index[rows]]
+        maps = predictions["maps"][rows].astype(np.float32)
+        values = {
+            "image_auroc": roc_auc_score(labels, predictions["scores"][rows]),
+            "pixel_auroc": roc_auc_score(masks.ravel(), maps.ravel()),
+        }
+        if aupro:
+            values["pixel_aupro"] = reference_aupro(masks, maps)
+        per_class.append(values)
+    return {k: float(np.mean([v[k] for v in per_class])) for k in per_class[0]}
 
 
 def _nested(flat: dict) -> dict:
@@ -97,11 +151,18 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
     assert tags["pipeline"] == "__default__"
     assert tags["data_source"] == "embedded"
     assert tags["pretrained_weights"] == "none"
-    assert tags["git_commit"]
+    assert tags["git_commit"] == _git(project, "rev-parse", "HEAD")  # not dirty
+    assert "checkpoint_rule" not in tags  # nothing is trained in this run
     metrics = run.data.metrics
-    for name in ("image_auroc", "pixel_auroc", "pixel_aupro"):
-        assert 0.0 <= metrics[f"mean_image/{name}"] <= 1.0
-    assert any(k.endswith("/pixel_aupro") and k.count("/") == 2 for k in metrics)
+    expected = _class_means(project, "mean_image")
+    for name, value in expected.items():
+        assert metrics[f"mean_image/{name}"] == pytest.approx(value, abs=1e-6), name
+    csv = pd.read_csv(report / "evaluation_table.csv")
+    mean = csv[csv["class"] == "mean"].iloc[0]
+    assert mean["pixel_aupro"] == pytest.approx(expected["pixel_aupro"], abs=1e-6)
+    assert mean["checkpoint_rule"] == "none (nothing trained)"
+    per_class = [k for k in metrics if k.endswith("/pixel_aupro") and k.count("/") == 2]
+    assert len(per_class) == csv["class"].ne("mean").sum()
     assert run.data.params["data.image_size"] == "32"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "mean_image")}
     assert "mean_image/overlays.png" in artifacts
@@ -155,8 +216,6 @@ def test_served_method_is_registered_and_scores_through_pyfunc(project):
     (version,) = client.search_model_versions("name='kedro-ad-mean_image'")
     model = mlflow.pyfunc.load_model(f"models:/kedro-ad-mean_image/{version.version}")
 
-    from kedro_ad.data.datasets import ArraysDataset
-
     arrays = ArraysDataset("data/05_model_input/dataset_arrays.npz").load()
     predictions = ArraysDataset(
         "data/07_model_output/mean_image/predictions.npz"
@@ -170,7 +229,7 @@ def test_served_method_is_registered_and_scores_through_pyfunc(project):
     big = np.repeat(np.repeat(arrays["images"][index], 2, axis=1), 2, axis=2)
     out = model.predict({"images": big, "classes": arrays["classes"][index]})
     assert out["maps"].shape == (3, 64, 64)
-    with pytest.raises(Exception, match="class"):
+    with pytest.raises(ValueError, match="pass each image's class"):
         model.predict(arrays["images"][index])
 
 
@@ -198,11 +257,25 @@ def test_ran_run_compares_with_padim_logs_histories_and_registers(project):
     (run,) = client.search_runs(client.get_experiment_by_name("kedro-ad").experiment_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["pretrained_weights"] == "true"
+    assert run.data.tags["checkpoint_rule"] == CheckpointRule().name
+    assert (
+        run.data.params["checkpoint_rule.metrics"] == "['image_auroc', 'pixel_aupro']"
+    )
     history = client.get_metric_history(run.info.run_id, "ran.loss")
     assert [m.step for m in history] == [1, 2]
     assert "ran.val_score" in run.data.metrics
     for method in ("padim", "ran"):
-        assert 0.0 <= run.data.metrics[f"{method}/pixel_aupro"] <= 1.0
+        expected = _class_means(project, method, aupro=False)
+        for name, value in expected.items():
+            got = run.data.metrics[f"{method}/{name}"]
+            assert got == pytest.approx(value, abs=1e-6), (method, name)
+    comparison = (
+        project / "data/08_reporting/comparison_ran/comparison.md"
+    ).read_text()
+    assert (
+        f"every trained method kept the step with the best {CheckpointRule().name} "
+        "(padim: nothing trained)" in comparison
+    )
     artifacts = {
         a.path
         for folder in ("ran", "comparison_ran", "anomaly_synthesis")

@@ -6,6 +6,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from kedro_ad.data.datasets import ModelFolderDataset
+from kedro_ad.metrics.checkpoint import CheckpointRule
 from kedro_ad.models.maps import to_unit_images
 from kedro_ad.models.padim import build_padim
 from kedro_ad.models.ran import (
@@ -257,6 +258,7 @@ def test_nodes_train_score_and_serve(tmp_path):
     direct, _ = score_ran(parts, padim_model, arrays, params)
     np.testing.assert_allclose(predictions["scores"], direct["scores"], rtol=1e-5)
     assert predictions["maps"].shape == (8, 32, 32)
+    assert str(predictions["checkpoint_rule"]) == CheckpointRule().name
     test = arrays["splits"] == "test"
     served = predict_ran(
         loaded,

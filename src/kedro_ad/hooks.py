@@ -84,7 +84,8 @@ class InputErrorHook:
 
 
 class RunTagsHook:
-    """Tags the kedro-mlflow run with pipeline, data source, commit and weights."""
+    """Tags the kedro-mlflow run with pipeline, data source, commit and weights, and
+    with the checkpoint rule when the run trains a method."""
 
     def __init__(self) -> None:
         self._params: dict = {}
@@ -114,6 +115,11 @@ class RunTagsHook:
             "pretrained_weights": pretrained_tag(self._params, pipeline.inputs()),
             "kedro_env": str(run_params.get("env") or "local"),
         }
+        if "params:checkpoint_rule" in pipeline.inputs():  # a method trains here
+            from kedro_ad.metrics.checkpoint import CheckpointRule
+
+            rule = CheckpointRule.from_params(self._params.get("checkpoint_rule"))
+            tags["checkpoint_rule"] = rule.name
         if tags["pretrained_weights"] == "false":
             logger.warning(
                 "This run uses a backbone with pretrained: false (random weights); "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kedro_ad.metrics import image_metrics, pixel_metrics
+from kedro_ad.metrics.checkpoint import NOT_RECORDED, CheckpointRule
 from kedro_ad.models.common import class_ids, device
 from kedro_ad.models.diffusionad import (
     DiffusionAD,
@@ -172,27 +172,15 @@ def validation_metrics(
     validation: dict[str, np.ndarray],
     inference: dict,
     image_size: int,
+    rule: CheckpointRule,
 ) -> dict[str, float]:
-    """Metrics on synthetic_validation (normal val images + synthesised anomalies).
-
-    ``val_score`` = mean(image AUROC, pixel AU-PRO at FPR 0.3): the two figures the
-    project is judged by, so the checkpoint kept is the one best at both.
-    """
+    """Metrics on synthetic_validation (normal val images + synthesised anomalies)
+    and ``val_score``, the project's one checkpoint rule (``checkpoint_rule``)."""
     x = to_unit_images(validation["images"], image_size)
     masks = validation["masks"]
     classes = validation["classes"] if None not in networks else None
     scores, maps, _ = _score_rows(networks, x, classes, inference, masks.shape[1:3])
-    image = image_metrics(validation["labels"], scores)
-    pixel = pixel_metrics(masks, maps)
-    out = {
-        "val_image_auroc": image["auroc"],
-        "val_pixel_auroc": pixel["auroc"],
-        "val_pixel_aupro": pixel["aupro"],
-    }
-    out["val_score"] = float(
-        np.nanmean([out["val_image_auroc"], out["val_pixel_aupro"]])
-    )
-    return out
+    return rule.score(validation["labels"], scores, masks, maps)
 
 
 # --- training --------------------------------------------------------------------
@@ -255,6 +243,7 @@ def _fit_one(
     params: dict,
     synthesis: dict,
     checkpoint_dir: str | None,
+    rule: CheckpointRule,
 ) -> tuple[DiffusionAD, dict]:
     size = int(params["model"]["image_size"])
     training = dict(params["training"])
@@ -268,6 +257,7 @@ def _fit_one(
         "loss": params["loss"],
         "synthesis": {k: synthesis.get(k) for k in ("texture_dir", "synthesis")},
         "name": name,
+        "checkpoint_rule": rule.name,  # best weights chosen by another rule: afresh
     }
     config = TrainConfig.from_params(training)
     sample_batch = _batch_sampler(
@@ -291,7 +281,7 @@ def _fit_one(
 
     def validate_fn() -> dict:
         return validation_metrics(
-            {None: network}, validation, params["inference"], size
+            {None: network}, validation, params["inference"], size, rule
         )
 
     result = fit(
@@ -327,13 +317,17 @@ def train_diffusionad(
     synthetic_validation: dict[str, np.ndarray],
     params: dict,
     synthesis: dict,
+    checkpoint_rule: dict | None = None,
 ):
     """Algorithm 1 on the train split; the checkpoint is chosen on validation only.
 
     Returns the model dict, the training history (kedro-mlflow metric history) and
     the loss/validation figure. With ``model.per_class`` one model per class is
     trained (the paper's protocol); otherwise one unified model for all classes.
+    ``checkpoint_rule`` (``params:checkpoint_rule``; None: the default) picks the
+    kept step and is recorded in the model's settings.
     """
+    rule = CheckpointRule.from_params(checkpoint_rule)
     train = arrays["splits"] == "train"
     from kedro_ad.synthesis import texture_rows
 
@@ -348,6 +342,7 @@ def train_diffusionad(
             params,
             synthesis,
             folder,
+            rule,
         )
         model = _pack({None: network}, _settings(params, None))
     else:
@@ -364,12 +359,15 @@ def train_diffusionad(
                 params,
                 synthesis,
                 f"{folder}/class_{i}" if folder else None,
+                rule,
             )
             history.update({f"{cls}/{k}": v for k, v in hist.items()})
         model = _pack(networks, _settings(params, classes))
+    model["settings"]["checkpoint_rule"] = rule.name
     figure = training_figure(
         history,
-        f"{METHOD}: training losses and validation metrics (synthetic_validation)",
+        f"{METHOD}: training losses and validation metrics; kept the step with the "
+        f"best val_score = {rule.name}",
     )
     return model, history, figure
 
@@ -404,6 +402,9 @@ def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
                 k=top_k_for(size, size, int(inference.get("top_k_at_256", 50))),
             )
             + f" at {size}px"
+        ),
+        "checkpoint_rule": np.asarray(
+            model["settings"].get("checkpoint_rule", NOT_RECORDED)
         ),
     }
     # one anomalous test image per class (first ones), up to n_figure rows

@@ -20,6 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "synthetic_validation",
                     "params:diffusionad",
                     "params:anomaly_synthesis",
+                    "params:checkpoint_rule",
                 ],
                 ["model", "training_history", "figure_training"],
                 name="train_diffusionad_node",
@@ -35,7 +36,11 @@ def create_pipeline(**kwargs) -> Pipeline:
         ],
         namespace=METHOD,
         inputs={"dataset_arrays", "synthetic_validation"},
-        parameters={"params:diffusionad", "params:anomaly_synthesis"},
+        parameters={
+            "params:diffusionad",
+            "params:anomaly_synthesis",
+            "params:checkpoint_rule",
+        },
     )
     return method + create_evaluation(method=METHOD)
 

@@ -2,7 +2,10 @@
 
 ``predictions`` (written by a method's scoring node) holds ``index`` (rows of
 ``dataset_arrays``, test split only), ``image_paths`` (those rows' files),
-``scores`` [N], ``maps`` [N,H,W], ``method`` and ``description``.
+``scores`` [N], ``maps`` [N,H,W], ``method``, ``description`` and
+``checkpoint_rule`` (how the method chose its checkpoint:
+:class:`kedro_ad.metrics.checkpoint.CheckpointRule`'s name, or that it trained
+nothing), which every table names.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from kedro_ad.metrics import METRIC_NAMES, image_metrics, pixel_metrics
+from kedro_ad.metrics.checkpoint import NO_CHECKPOINT, NOT_RECORDED
 from kedro_ad.visualization import message_figure, overlay_figure, roc_pr_figure
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,13 @@ def _test_index(predictions: dict, arrays: dict) -> np.ndarray:
             "(the data changed since scoring): run the method's scoring again"
         )
     return index
+
+
+def checkpoint_rule(predictions: dict) -> str:
+    """How the predictions' method chose its checkpoint (what the tables say)."""
+    if "checkpoint_rule" not in predictions:
+        return NOT_RECORDED
+    return str(predictions["checkpoint_rule"])
 
 
 def describe_data(arrays: dict, data: dict) -> str:
@@ -99,7 +110,18 @@ def compute_metrics_table(
     mean.update({c: float(table.loc[scored, c].mean()) for c in COLUMNS})
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
     table.insert(0, "method", str(predictions["method"]))
-    return table[["method", "class", "n_classes", "n_images", "n_anomalous", *COLUMNS]]
+    table.insert(1, "checkpoint_rule", checkpoint_rule(predictions))
+    return table[
+        [
+            "method",
+            "checkpoint_rule",
+            "class",
+            "n_classes",
+            "n_images",
+            "n_anomalous",
+            *COLUMNS,
+        ]
+    ]
 
 
 def metrics_markdown(
@@ -109,9 +131,10 @@ def metrics_markdown(
     header = (
         f"# {predictions['method']} — evaluation\n\n"
         f"Method: {predictions['description']}.\n\n"
+        f"Checkpoint: {checkpoint_rule(predictions)}.\n\n"
         f"Data: {describe_data(arrays, data)}.\n\n"
     )
-    shown = table.drop(columns="method")
+    shown = table.drop(columns=["method", "checkpoint_rule"])
     for c in COLUMNS:
         shown[c] = shown[c].map(lambda v: f"{100 * v:.1f}")
     return header + shown.to_markdown(index=False) + "\n\n(percent)\n"
@@ -201,7 +224,7 @@ def compare_methods(*inputs) -> tuple[pd.DataFrame, str]:
     table = pd.DataFrame(rows)
     columns = ["method", "n_classes", "n_images", *COLUMNS]
     columns += ["train_seconds", "score_seconds", "images_per_second"]
-    table = table[[*columns, "description"]]
+    table = table[[*columns, "checkpoint_rule", "description"]]
     shown = table[columns].copy()
     for c in COLUMNS:
         shown[c] = shown[c].map(lambda v: f"{100 * v:.1f}")
@@ -211,9 +234,35 @@ def compare_methods(*inputs) -> tuple[pd.DataFrame, str]:
         "# Methods compared on the same data, in one run\n\n"
         "Metrics in percent, class means over the test split; every method chose "
         "its checkpoint and normalisation on the validation split only.\n\n"
+        + _rule_sentence(rows)
+        + "\n\n"
         + shown.to_markdown(index=False)
         + "\n\n"
-        + "\n".join(f"- {r['method']}: {r['description']}" for r in rows)
+        + "\n".join(
+            f"- {r['method']}: {r['description']} (checkpoint: {r['checkpoint_rule']})"
+            for r in rows
+        )
         + "\n"
     )
     return table, text
+
+
+def _rule_sentence(rows: list[dict]) -> str:
+    """The one checkpoint rule of the compared methods, or a warning that they
+    differ (then the table does not compare like with like)."""
+    trained = sorted(
+        {r["checkpoint_rule"] for r in rows if r["checkpoint_rule"] != NO_CHECKPOINT}
+    )
+    untrained = [r["method"] for r in rows if r["checkpoint_rule"] == NO_CHECKPOINT]
+    note = f" ({', '.join(untrained)}: nothing trained)" if untrained else ""
+    if not trained:
+        return f"No method here trains: there is no checkpoint to choose{note}."
+    if len(trained) == 1:
+        return (
+            "Checkpoint rule: every trained method kept the step with the best "
+            f"{trained[0]}{note}."
+        )
+    return (
+        "**The methods chose their checkpoints by different rules** "
+        f"({'; '.join(trained)}): this table does not compare like with like{note}."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kedro_ad.metrics.checkpoint import NO_CHECKPOINT
 from kedro_ad.models import mean_image
 from kedro_ad.models.common import class_ids
 from kedro_ad.serving import as_image_batch, served_output
@@ -47,6 +48,7 @@ def score_mean_image(
             "mean-image baseline: per-pixel z-distance to the class's mean training "
             "image (a trivial scorer, not a method from the papers)"
         ),
+        "checkpoint_rule": np.asarray(NO_CHECKPOINT),
     }
 
 

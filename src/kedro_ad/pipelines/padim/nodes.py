@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kedro_ad.metrics.checkpoint import NO_CHECKPOINT
 from kedro_ad.models.maps import to_unit_images
 from kedro_ad.models.padim import (
     PadimModel,
@@ -121,6 +122,7 @@ def score_padim(
         ),
         "train_seconds": np.float64(model.get("train_seconds", np.nan)),
         "score_seconds": np.float64(time.perf_counter() - started),
+        "checkpoint_rule": np.asarray(NO_CHECKPOINT),
     }
 
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kedro_ad.metrics import image_metrics, pixel_metrics
+from kedro_ad.metrics.checkpoint import NOT_RECORDED, CheckpointRule
 from kedro_ad.models.maps import resize_images, to_unit_images
 from kedro_ad.models.padim import padim_from_arrays
 from kedro_ad.models.ran import (
@@ -58,13 +58,12 @@ def _validation_rows(synthetic: dict, limit: int, seed: int) -> np.ndarray:
 
 
 def validation_score(
-    ran: RanModel, synthetic: dict, rows: np.ndarray, params: dict
+    ran: RanModel, synthetic: dict, rows: np.ndarray, params: dict, rule: CheckpointRule
 ) -> dict[str, float]:
-    """Metrics on synthetic validation defects; ``val_score`` picks the checkpoint.
+    """Metrics on synthetic validation defects; ``val_score`` (``rule``, the project's
+    one checkpoint rule) picks the checkpoint.
 
     The normalisation is refitted on the rows' untouched (label 0) images first.
-    ``val_score`` = mean of image AUROC and pixel AU-PRO (RAN's point is
-    localisation, but a map that never flags the image is useless too).
     """
     inference = params["inference"]
     size = int(synthetic["images"].shape[1])
@@ -77,25 +76,23 @@ def validation_score(
     normal = torch.from_numpy(labels == 0)
     ran.set_normalisation(pixel[normal], feature[normal], ids[normal])
     scores, maps = ran.combine(pixel, feature, ids, size)
-    image = image_metrics(labels, scores.numpy())
-    pixel = pixel_metrics(synthetic["masks"][rows], maps.numpy())
-    return {
-        "val_score": 0.5 * (image["auroc"] + pixel["aupro"]),
-        "val_image_auroc": image["auroc"],
-        "val_pixel_auroc": pixel["auroc"],
-        "val_pixel_aupro": pixel["aupro"],
-    }
+    return rule.score(labels, scores.numpy(), synthetic["masks"][rows], maps.numpy())
 
 
 def train_ran(
-    arrays: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], params: dict
+    arrays: dict[str, np.ndarray],
+    synthetic: dict[str, np.ndarray],
+    params: dict,
+    checkpoint_rule: dict | None = None,
 ) -> tuple[dict[str, Any], dict, plt.Figure]:
     """Train the unified class-conditioned RAN UNet on the train split.
 
     Returns the model folder's dict (UNet, scheduler, settings, per-class and
     per-timestep normalisation statistics from the normal validation images), the
-    metric history and its figure.
+    metric history and its figure. ``checkpoint_rule`` (``params:checkpoint_rule``;
+    None: the default) picks the kept step and is recorded in the model.
     """
+    rule = CheckpointRule.from_params(checkpoint_rule)
     started = time.perf_counter()
     train, val = arrays["splits"] == "train", arrays["splits"] == "val"
     classes = sorted(set(arrays["classes"][train].tolist()))
@@ -117,7 +114,13 @@ def train_ran(
     images = resize_images(full, ran.size)
     del full
     loss_params = params["loss"]
-    config = TrainConfig.from_params(params["training"])
+    training = dict(params["training"])
+    # best weights chosen by another rule must not be resumed
+    training["fingerprint"] = {
+        **dict(training.get("fingerprint") or {}),
+        "checkpoint_rule": rule.name,
+    }
+    config = TrainConfig.from_params(training)
     rows = _validation_rows(
         synthetic, int(params["validation"]["max_images"]), config.seed
     )
@@ -141,7 +144,7 @@ def train_ran(
         trainable=None,
         sample_batch=sample_batch,
         loss_fn=loss_fn,
-        validate_fn=lambda: validation_score(ran, synthetic, rows, params),
+        validate_fn=lambda: validation_score(ran, synthetic, rows, params, rule),
         config=config,
         monitor="val_score",
         description=METHOD,
@@ -169,13 +172,14 @@ def train_ran(
         "best_step": result.best_step,
         "best_metrics": result.best_metrics,
         "train_seconds": seconds,
+        "checkpoint_rule": rule.name,
     }
     figure = training_figure(
         result.history,
         f"RAN: unified UNet on {len(classes)} classes, {result.steps_done} steps "
         f"({result.seconds / 60:.1f} min); best val_score "
         f"{result.best_metrics.get('val_score', float('nan')):.3f} at step "
-        f"{result.best_step} (synthetic defects on validation images)",
+        f"{result.best_step}; val_score = {rule.name}",
     )
     return parts, result.history, figure
 
@@ -259,6 +263,9 @@ def score_ran(
         ),
         "train_seconds": np.float64(model["training"]["train_seconds"]),
         "score_seconds": np.float64(score_seconds),
+        "checkpoint_rule": np.asarray(
+            model["training"].get("checkpoint_rule", NOT_RECORDED)
+        ),
     }
     return predictions, figure
 

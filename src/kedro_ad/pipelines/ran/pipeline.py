@@ -15,7 +15,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 train_ran,
-                ["dataset_arrays", "synthetic_validation", "params:ran"],
+                [
+                    "dataset_arrays",
+                    "synthetic_validation",
+                    "params:ran",
+                    "params:checkpoint_rule",
+                ],
                 ["model", "training_history", "figure_training"],
                 name="train_ran_node",
                 tags=["training"],
@@ -34,7 +39,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             "synthetic_validation": "synthetic_validation",
             "padim_model": "padim.model",
         },
-        parameters={"params:ran"},
+        parameters={"params:ran", "params:checkpoint_rule"},
     )
     return nodes + create_evaluation(method=method).tag("training")
 
