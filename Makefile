@@ -14,7 +14,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test lint ui repro bench clean-runs
+.PHONY: install run test test-quick lint ui viz repro bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,14 +36,25 @@ run: $(STAMP)
 	@echo "  model:       data/06_models/diad (and registered in MLflow as kedro-ad-diad)"
 	@echo "  every run, its metrics, tables and figures: MLflow store mlflow.db + mlruns/ -> 'make ui'"
 
+# The whole suite (what CI runs); the slowest tests are listed at the end.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# Everything but the tests marked slow (whole Kedro sessions, training runs).
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
+# kedro-mlflow's UI command reads the store, host and port from conf (mlflow.yml);
+# it calls `mlflow`, hence the venv on PATH.
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlruns --host 127.0.0.1 --port 5000
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/kedro mlflow ui
+
+# The pipelines as a graph (kedro-viz) on http://127.0.0.1:4141.
+viz: $(STAMP)
+	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141 --no-browser
 
 repro: $(STAMP)
 	source $(BIN)/activate && dvc repro
