@@ -90,6 +90,46 @@ def test_focal_loss_is_the_formula_and_reduces_to_bce():
     torch.testing.assert_close(binary_focal_loss(logits, target), manual)
 
 
+def test_focal_loss_is_torchvisions_on_binary_masks():
+    """The paper's focal loss (Lin et al.) is defined on binary masks, which the
+    paper and its code train on: there ours is torchvision's sigmoid_focal_loss."""
+    from torchvision.ops import sigmoid_focal_loss
+
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 1, 16, 16, generator=g) * 3
+    target = (torch.rand(4, 1, 16, 16, generator=g) > 0.8).float()
+    for alpha, gamma in ((0.5, 4.0), (0.5, 2.0)):
+        theirs = sigmoid_focal_loss(logits, target, alpha, gamma, reduction="mean")
+        torch.testing.assert_close(
+            binary_focal_loss(logits, target, alpha, gamma), theirs
+        )
+
+
+def test_focal_loss_on_soft_masks_keeps_the_target_as_its_minimum():
+    """DiffusionAD here trains on area-resized masks: edge pixels have targets in
+    (0, 1). There the two forms differ; ours (the public code's, exp(-BCE) as p_t)
+    is a rising function of the BCE, so it is lowest where p = t; torchvision's
+    linear p_t pulls soft pixels towards 0 or 1."""
+    from torchvision.ops import sigmoid_focal_loss
+
+    logits = torch.linspace(-8, 8, 1601)
+    p = torch.sigmoid(logits)
+    for t in (0.1, 0.3, 0.7):
+        target = torch.full_like(logits, t)
+        ours = torch.stack(
+            [binary_focal_loss(x[None], target[:1], 0.5, 4.0) for x in logits]
+        )
+        theirs = sigmoid_focal_loss(logits, target, 0.5, 4.0, reduction="none")
+        assert abs(float(p[ours.argmin()]) - t) < 0.01
+        assert abs(float(p[theirs.argmin()]) - t) > 0.09  # 0.006, 0.058, 0.942
+    soft = torch.full((1, 1, 4, 4), 0.3)
+    x = torch.ones_like(soft)  # p = 0.73 (at p = 0.5 both p_t are 0.5)
+    assert not torch.allclose(
+        binary_focal_loss(x, soft),
+        sigmoid_focal_loss(x, soft, 0.5, 4.0, reduction="mean"),
+    )
+
+
 def test_timesteps_stay_in_their_ranges_and_are_reproducible():
     ranges = [[0, 9], [500, 509]]
     t = sample_timesteps(4000, ranges, torch.Generator().manual_seed(0))

@@ -19,10 +19,19 @@ __all__ = ["binary_focal_loss", "diffusionad_loss", "sample_timesteps"]
 def binary_focal_loss(
     logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.5, gamma: float = 4.0
 ) -> torch.Tensor:
-    """Mean of ``alpha * (1 - p_t)**gamma * BCE`` (Lin et al.), from logits.
+    """Mean of ``alpha * (1 - p_t)**gamma * BCE`` with ``p_t = exp(-BCE)``, from logits.
 
-    ``alpha`` weights both classes alike, as the public code does (alpha 0.5,
-    gamma 4); computed from logits for numerical stability.
+    The paper's L_mask uses the focal loss of Lin et al., defined on binary masks,
+    and the paper and its public code train on binary masks; there this equals
+    ``torchvision.ops.sigmoid_focal_loss`` (``alpha`` weights both classes alike,
+    as the code's alpha 0.5 does). Here the masks are area-resized to the model's
+    side, so edge pixels have soft targets t in (0, 1), where the two differ:
+    torchvision's ``p_t = p t + (1 - p)(1 - t)`` is lowest far from p = t (0.06
+    for t = 0.3) and pulls soft pixels to 0 or 1, while the public code's
+    ``p_t = exp(-BCE) = p^t (1 - p)^(1 - t)`` makes the loss a rising function of
+    the BCE, lowest at p = t. This is the public code's ``BinaryFocalLoss``;
+    ``tests/test_diffusionad_model.py`` checks both statements. Computed from
+    logits for numerical stability.
     """
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_t = torch.exp(-bce)
