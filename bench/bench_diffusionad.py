@@ -5,9 +5,9 @@ Usage::
     python bench/bench_diffusionad.py [--device cpu|cuda] [--configs default paper]
         [--sizes 128 256] [--batch-sizes 1 8] [--train-batch N] [--repeats 3]
 
-For each configuration (``default`` = conf/base, ``paper`` = conf/paper; the network
-settings are copied below so this file needs only torch + diffusers, no kedro or
-mlflow; tests/test_diffusionad_pipeline.py checks the copies match the YAML):
+For each configuration (``default`` = conf/base, ``paper`` = conf/paper, read by
+:func:`kedro_ad.parameters.load_parameters`, so this file needs torch, diffusers
+and OmegaConf, no kedro or mlflow):
 
 * one training step (Algorithm 1: forward, backward, Adam) at the configuration's
   own image size and batch size (``--train-batch`` overrides it), median of
@@ -28,7 +28,6 @@ importable (``bench/gpu_diffusionad.sh`` runs this file on a GPU machine).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import resource
@@ -49,39 +48,26 @@ from kedro_ad.models.diffusionad import (  # noqa: E402
     diffusionad_loss,
     top_k_for,
 )
+from kedro_ad.parameters import load_parameters  # noqa: E402
 
 logger = logging.getLogger("bench_diffusionad")
 
-# Copies of diffusionad.model / training.batch_size / loss.timestep_ranges from
-# conf/base and conf/paper parameters_diffusionad.yml.
-CONFIGS: dict[str, dict] = {
-    "default": {
-        "image_size": 64,
-        "denoiser": {
-            "block_out_channels": [32, 64, 64, 128],
-            "layers_per_block": 1,
-            "attention_resolutions": [8],
-            "attention_head_dim": 32,
-            "norm_num_groups": 8,
-        },
-        "segmentation": {"block_out_channels": [16, 32, 64, 128]},
-        "batch_size": 8,
-        "timestep_ranges": [[0, 299]],
-    },
-    "paper": {
-        "image_size": 256,
-        "denoiser": {
-            "block_out_channels": [128, 128, 256, 256, 512, 512],
-            "layers_per_block": 2,
-            "attention_resolutions": [32, 16, 8],
-            "attention_head_dim": 64,
-            "norm_num_groups": 32,
-        },
-        "segmentation": {"block_out_channels": [64, 128, 256, 512, 512, 512]},
-        "batch_size": 6,
-        "timestep_ranges": [[0, 999]],
-    },
-}
+# the configurations and the conf environment each is read from
+ENVS = {"default": "base", "paper": "paper"}
+
+
+def configuration(name: str) -> dict:
+    """diffusionad.model with training.batch_size and loss.timestep_ranges of the
+    ``default`` or ``paper`` configuration, as conf/ holds them."""
+    params = load_parameters(ENVS[name])["diffusionad"]
+    model = params["model"]
+    return {
+        "image_size": int(model["image_size"]),
+        "denoiser": dict(model["denoiser"]),
+        "segmentation": dict(model["segmentation"]),
+        "batch_size": int(params["training"]["batch_size"]),
+        "timestep_ranges": params["loss"]["timestep_ranges"],
+    }
 
 
 def build(config: dict, image_size: int | None = None) -> DiffusionAD:
@@ -232,7 +218,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     logger.info(json.dumps(env))
     rows = []
     for name in args.configs:
-        config = copy.deepcopy(CONFIGS[name])
+        config = configuration(name)
         info = {"config": name, **env, **parameter_count(config)}
         if name not in args.skip_train:
             batch = args.train_batch or int(config["batch_size"])

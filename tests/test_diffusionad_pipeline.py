@@ -246,27 +246,3 @@ def test_parameter_files_build_networks(env):
     assert network.unet.config.sample_size == size
     attn = [t for t in network.unet.config.down_block_types if t.startswith("Attn")]
     assert len(attn) == len(params["model"]["denoiser"]["attention_resolutions"])
-
-
-def test_the_benchmark_copies_of_the_configurations_match_the_yaml():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_diffusionad", ROOT / "bench/bench_diffusionad.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    for name, env in (("default", "base"), ("paper", "paper")):
-        yml = yaml.safe_load(
-            (ROOT / f"conf/{env}/parameters_diffusionad.yml").read_text()
-        )
-        params = yml["diffusionad"]
-        copy_ = bench.CONFIGS[name]
-        assert copy_["image_size"] == params["model"]["image_size"]
-        assert copy_["segmentation"] == params["model"]["segmentation"]
-        denoiser = {
-            k: v for k, v in params["model"]["denoiser"].items() if k != "dropout"
-        }
-        assert copy_["denoiser"] == denoiser
-        assert copy_["batch_size"] == params["training"]["batch_size"]
-        assert copy_["timestep_ranges"] == params["loss"]["timestep_ranges"]
