@@ -10,6 +10,7 @@ from kedro_ad.metrics.checkpoint import NO_CHECKPOINT, NOT_RECORDED, CheckpointR
 from kedro_ad.pipelines.evaluation.nodes import (
     compare_methods,
     compute_metrics_table,
+    make_predictions,
     metrics_for_mlflow,
     metrics_markdown,
     overlays_figure,
@@ -165,3 +166,24 @@ def test_predictions_of_other_data_are_refused():
     predictions["index"] = predictions["index"][:0]
     with pytest.raises(ValueError, match="no test images"):
         compute_metrics_table(predictions, arrays, {"aupro_fpr_limit": 0.3})
+
+
+def test_make_predictions_is_the_format_evaluation_reads():
+    arrays, predictions = _arrays_and_predictions()
+    index = predictions["index"]
+    made = make_predictions(
+        arrays,
+        index,
+        predictions["scores"].astype(np.float64),
+        predictions["maps"].astype(np.float32),
+        "toy",
+        "a toy scorer",
+        "mean(image_auroc) on synthetic_validation",
+        train_seconds=2,
+    )
+    assert made["scores"].dtype == np.float32 and made["maps"].dtype == np.float16
+    assert made["train_seconds"] == 2.0 and "score_seconds" not in made
+    for key in ("index", "image_paths", "method", "description", "checkpoint_rule"):
+        np.testing.assert_array_equal(made[key], predictions[key])
+    table = compute_metrics_table(made, arrays, {"aupro_fpr_limit": 0.3})
+    assert table["checkpoint_rule"].iloc[0] == str(predictions["checkpoint_rule"])

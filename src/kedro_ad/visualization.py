@@ -5,7 +5,8 @@ share colour maps, ranges and layout:
 
 * :func:`roc_pr_figure`, :func:`training_figure` -- curves;
 * :func:`panel_figure` -- a grid of :class:`Panel` rows (input, reconstruction,
-  anomaly map, mask, ...), what every method's reconstruction figure is;
+  anomaly map, mask, ...), what every method's reconstruction figure is, of the
+  images :func:`examples_per_class` picks;
 * :func:`overlay_figure` -- input / ground truth / map / map over input rows;
 * :func:`samples_figure` -- images with outlined masks; :func:`message_figure`.
 """
@@ -111,6 +112,19 @@ def _draw(ax: plt.Axes, panel: Panel, outline_color: str) -> None:
         ax.contour(panel.outline, levels=[0.5], colors=outline_color, linewidths=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def examples_per_class(
+    classes: np.ndarray, labels: np.ndarray, limit: int
+) -> list[int]:
+    """Rows a method's figure shows: the first anomalous image of each class (in
+    class order), at most ``limit``; the same images in every method's figure."""
+    rows = []
+    for cls in sorted(set(classes.tolist())):
+        anomalous = np.flatnonzero((classes == cls) & (labels == 1))
+        if len(anomalous):
+            rows.append(int(anomalous[0]))
+    return rows[: int(limit)]
 
 
 def panel_figure(

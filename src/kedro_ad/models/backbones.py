@@ -29,6 +29,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "FeatureExtractor",
     "MissingWeightsError",
+    "backbone_from_settings",
     "build_backbone",
     "build_classifier",
     "input_mean_std",
@@ -476,6 +478,20 @@ def build_backbone(
         source,
     )
     return extractor
+
+
+def backbone_from_settings(settings: Mapping[str, Any]) -> FeatureExtractor:
+    """:func:`build_backbone` from a ``backbone`` parameters block.
+
+    Every method's parameters carry one (``name``, ``layers``, ``pretrained``,
+    ``weights_path``); a missing key takes :func:`build_backbone`'s default.
+    """
+    return build_backbone(
+        name=settings.get("name", "tf_efficientnet_lite0"),
+        layers=tuple(settings.get("layers", (1, 2, 3))),
+        pretrained=bool(settings.get("pretrained", True)),
+        weights_path=settings.get("weights_path"),
+    )
 
 
 def build_classifier(

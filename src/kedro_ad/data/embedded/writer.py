@@ -140,13 +140,7 @@ def generate_embedded_dataset(
             )  # fmt: skip
         n_images = sum(len(j) for j in jobs.values())
         summary = {
-            "generator_version": GENERATOR_VERSION,
-            "seed": int(seed),
-            "image_size": int(image_size),
-            "n_train": int(n_train),
-            "n_test_good": int(n_test_good),
-            "n_test_per_defect": int(n_test_per_defect),
-            "classes": names,
+            **fingerprint,
             "class_types": {c: SPECS[c].kind for c in names},
             "defects": {c: list(SPECS[c].defects) for c in names},
             "counts": _layout_counts(tmp, names),

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kedro_ad.models.backbones import build_backbone
+from kedro_ad.models.backbones import backbone_from_settings
 
 from .anomaly_map import mahalanobis_sq
 from .torch_model import PadimModel, select_channels
@@ -28,15 +28,6 @@ __all__ = [
 ]
 
 
-def _backbone(settings: Mapping[str, Any]):
-    return build_backbone(
-        name=settings.get("name", "tf_efficientnet_lite0"),
-        layers=tuple(settings.get("layers", (1, 2, 3))),
-        pretrained=bool(settings.get("pretrained", True)),
-        weights_path=settings.get("weights_path"),
-    )
-
-
 def build_padim(
     backbone: Mapping[str, Any],
     n_features: int,
@@ -47,7 +38,7 @@ def build_padim(
     seed: int = 0,
 ) -> PadimModel:
     """An unfitted :class:`PadimModel` with a seeded random channel subset."""
-    extractor = _backbone(backbone)
+    extractor = backbone_from_settings(backbone)
     index = select_channels(sum(extractor.out_channels), int(n_features), seed)
     model = PadimModel(extractor, index, class_names, image_size, sigma, eps)
     model.backbone_settings = dict(backbone)
@@ -75,7 +66,7 @@ def padim_to_arrays(model: PadimModel, extra: Mapping[str, Any] | None = None) -
 def padim_from_arrays(arrays: Mapping[str, Any]) -> PadimModel:
     """Rebuild a fitted :class:`PadimModel` from :func:`padim_to_arrays` output."""
     config = arrays["config"]
-    extractor = _backbone(config["backbone"])
+    extractor = backbone_from_settings(config["backbone"])
     model = PadimModel(
         extractor,
         np.asarray(arrays["channel_index"]),

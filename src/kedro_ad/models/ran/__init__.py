@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-from kedro_ad.models.backbones import build_backbone
+from kedro_ad.models.backbones import backbone_from_settings
 
 from .anomaly_map import ensemble, feature_mse_map, kl_weights, pixel_kl_map
 from .repair import gradient_denoise
@@ -43,15 +43,6 @@ _STATS = (
 )
 
 
-def _extractor(settings: Mapping[str, Any]):
-    return build_backbone(
-        name=settings.get("name", "tf_efficientnet_lite0"),
-        layers=tuple(settings.get("layers", (1, 2, 3))),
-        pretrained=bool(settings.get("pretrained", True)),
-        weights_path=settings.get("weights_path"),
-    )
-
-
 def _scoring(model: RanModel) -> dict[str, Any]:
     return {
         "timesteps": model.timesteps,
@@ -74,7 +65,7 @@ def build_ran(
 
     ``feature_image_size``: the side the backbone sees (default: the UNet's).
     """
-    extractor = _extractor(model["backbone"])
+    extractor = backbone_from_settings(model["backbone"])
     size = int(model["image_size"])
     feature_image_size = int(feature_image_size or size)
     grid = feature_image_size // int(extractor.reductions[0])
@@ -142,7 +133,7 @@ def ran_from_parts(parts: Mapping[str, Any]) -> RanModel:
     scheduler = DDPMScheduler.from_config(dict(parts["scheduler"]))
     model = RanModel(
         parts["unet"],
-        _extractor(config["backbone"]),
+        backbone_from_settings(config["backbone"]),
         scheduler,
         timesteps=config["timesteps"],
         alpha=config["alpha"],

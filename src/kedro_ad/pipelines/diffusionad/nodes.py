@@ -26,9 +26,15 @@ from kedro_ad.models.diffusionad import (
     top_k_for,
 )
 from kedro_ad.models.maps import resize_maps, resize_masks, to_unit_images
+from kedro_ad.pipelines.evaluation.nodes import make_predictions
 from kedro_ad.serving import as_image_batch, input_size, served_output
 from kedro_ad.training import TrainConfig, fit
-from kedro_ad.visualization import Panel, panel_figure, training_figure
+from kedro_ad.visualization import (
+    Panel,
+    examples_per_class,
+    panel_figure,
+    training_figure,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -390,31 +396,19 @@ def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
         progress=True,
     )
     lams = ", ".join(str(int(t)) for t in inference["timesteps"])
-    predictions = {
-        "index": index,
-        "image_paths": arrays["image_paths"][index],
-        "scores": scores.astype(np.float32),
-        "maps": maps.astype(np.float16),
-        "method": np.asarray(METHOD),
-        "description": np.asarray(
-            DESCRIPTION.format(
-                lams=lams,
-                k=top_k_for(size, size, int(inference.get("top_k_at_256", 50))),
-            )
-            + f" at {size}px"
-        ),
-        "checkpoint_rule": np.asarray(
-            model["settings"].get("checkpoint_rule", NOT_RECORDED)
-        ),
-    }
-    # one anomalous test image per class (first ones), up to n_figure rows
-    labels = arrays["labels"][index]
-    chosen = []
-    for cls in sorted(set(classes.tolist())):
-        rows = np.flatnonzero((classes == cls) & (labels == 1))
-        if len(rows):
-            chosen.append(int(rows[0]))
-    chosen = chosen[: int(inference.get("n_figure", 6))]
+    k = top_k_for(size, size, int(inference.get("top_k_at_256", 50)))
+    predictions = make_predictions(
+        arrays,
+        index,
+        scores,
+        maps,
+        METHOD,
+        DESCRIPTION.format(lams=lams, k=k) + f" at {size}px",
+        model["settings"].get("checkpoint_rule", NOT_RECORDED),
+    )
+    chosen = examples_per_class(
+        classes, arrays["labels"][index], int(inference.get("n_figure", 6))
+    )
     inputs = to_unit_images(images[chosen], size).permute(0, 2, 3, 1).numpy()
     rows = [
         [

@@ -11,6 +11,7 @@ nothing), which every table names.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,41 @@ def _test_index(predictions: dict, arrays: dict) -> np.ndarray:
             "(the data changed since scoring): run the method's scoring again"
         )
     return index
+
+
+def make_predictions(
+    arrays: dict,
+    index: np.ndarray,
+    scores: Any,
+    maps: Any,
+    method: str,
+    description: str,
+    checkpoint_rule: str,
+    **timings: float,
+) -> dict[str, np.ndarray]:
+    """The predictions a method's scoring node writes, in the format evaluation reads.
+
+    Args:
+        arrays: ``dataset_arrays``; ``index``: the test rows scored.
+        scores: ``(N,)`` image scores; maps: ``(N, H, W)`` at the data's size
+            (stored as float16).
+        method, description: what the tables call the method and say it does.
+        checkpoint_rule: how its checkpoint was chosen (the rule's name, or
+            :data:`~kedro_ad.metrics.checkpoint.NO_CHECKPOINT`).
+        timings: ``train_seconds`` and ``score_seconds`` when known (shown by the
+            comparison table).
+    """
+    out = {
+        "index": np.asarray(index),
+        "image_paths": arrays["image_paths"][index],
+        "scores": np.asarray(scores, dtype=np.float32),
+        "maps": np.asarray(maps).astype(np.float16),
+        "method": np.asarray(method),
+        "description": np.asarray(description),
+        "checkpoint_rule": np.asarray(checkpoint_rule),
+    }
+    out.update({key: np.float64(value) for key, value in timings.items()})
+    return out
 
 
 def checkpoint_rule(predictions: dict) -> str:

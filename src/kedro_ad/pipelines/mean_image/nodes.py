@@ -7,6 +7,7 @@ import numpy as np
 from kedro_ad.metrics.checkpoint import NO_CHECKPOINT
 from kedro_ad.models import mean_image
 from kedro_ad.models.common import class_ids
+from kedro_ad.pipelines.evaluation.nodes import make_predictions
 from kedro_ad.serving import as_image_batch, served_output
 
 
@@ -38,18 +39,16 @@ def score_mean_image(
     scores, maps = mean_image.predict(
         model, arrays["images"][index], arrays["classes"][index]
     )
-    return {
-        "index": index,
-        "image_paths": arrays["image_paths"][index],
-        "scores": scores,
-        "maps": maps.astype(np.float16),
-        "method": np.asarray("mean_image"),
-        "description": np.asarray(
-            "mean-image baseline: per-pixel z-distance to the class's mean training "
-            "image (a trivial scorer, not a method from the papers)"
-        ),
-        "checkpoint_rule": np.asarray(NO_CHECKPOINT),
-    }
+    return make_predictions(
+        arrays,
+        index,
+        scores,
+        maps,
+        "mean_image",
+        "mean-image baseline: per-pixel z-distance to the class's mean training "
+        "image (a trivial scorer, not a method from the papers)",
+        NO_CHECKPOINT,
+    )
 
 
 def predict_mean_image(

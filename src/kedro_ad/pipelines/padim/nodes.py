@@ -17,6 +17,7 @@ from kedro_ad.models.padim import (
     padim_from_arrays,
     padim_to_arrays,
 )
+from kedro_ad.pipelines.evaluation.nodes import make_predictions
 from kedro_ad.serving import as_image_batch, served_output
 
 logger = logging.getLogger(__name__)
@@ -107,23 +108,21 @@ def score_padim(
     images = to_unit_images(arrays["images"][index], padim.image_size)
     ids = padim.class_ids(arrays["classes"][index], len(index))
     scores, maps = _normalised(padim, model, images, ids, int(params["batch_size"]))
-    return {
-        "index": index,
-        "image_paths": arrays["image_paths"][index],
-        "scores": scores,
-        "maps": maps.astype(np.float16),
-        "method": np.asarray("padim"),
-        "description": np.asarray(
-            f"PaDiM: a Gaussian per stride-4 position per class over "
-            f"{padim.backbone_settings.get('name', 'tf_efficientnet_lite0')} layers "
-            f"{tuple(padim.extractor.layers)}, d={padim.n_features} random channels, "
-            f"Mahalanobis map smoothed with sigma {padim.sigma:g}, "
-            "z-normalised per class on validation"
-        ),
-        "train_seconds": np.float64(model.get("train_seconds", np.nan)),
-        "score_seconds": np.float64(time.perf_counter() - started),
-        "checkpoint_rule": np.asarray(NO_CHECKPOINT),
-    }
+    return make_predictions(
+        arrays,
+        index,
+        scores,
+        maps,
+        "padim",
+        f"PaDiM: a Gaussian per stride-4 position per class over "
+        f"{padim.backbone_settings.get('name', 'tf_efficientnet_lite0')} layers "
+        f"{tuple(padim.extractor.layers)}, d={padim.n_features} random channels, "
+        f"Mahalanobis map smoothed with sigma {padim.sigma:g}, "
+        "z-normalised per class on validation",
+        NO_CHECKPOINT,
+        train_seconds=model.get("train_seconds", np.nan),
+        score_seconds=time.perf_counter() - started,
+    )
 
 
 def predict_padim(model: dict[str, Any], images: Any, params: dict) -> dict:

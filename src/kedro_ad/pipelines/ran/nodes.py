@@ -25,9 +25,15 @@ from kedro_ad.models.ran import (
     ran_from_parts,
     ran_to_parts,
 )
+from kedro_ad.pipelines.evaluation.nodes import make_predictions
 from kedro_ad.serving import as_image_batch, served_output
 from kedro_ad.training import TrainConfig, fit
-from kedro_ad.visualization import Panel, panel_figure, training_figure
+from kedro_ad.visualization import (
+    Panel,
+    examples_per_class,
+    panel_figure,
+    training_figure,
+)
 
 logger = logging.getLogger(__name__)
 METHOD = "ran"
@@ -221,11 +227,7 @@ def score_ran(
     # one anomalous test image per class (the first), repaired with PaDiM's Gaussians
     classes = arrays["classes"][index]
     labels = arrays["labels"][index]
-    chosen = [
-        int(np.flatnonzero((classes == c) & (labels == 1))[0])
-        for c in sorted(set(classes.tolist()))
-        if ((classes == c) & (labels == 1)).any()
-    ][: int(params["repair"]["n_figure"])]
+    chosen = examples_per_class(classes, labels, int(params["repair"]["n_figure"]))
     padim = padim_from_arrays(padim_model)
     repaired, _ = _repair(ran, padim, images[chosen], classes[chosen], params)
     rows = [
@@ -249,24 +251,20 @@ def score_ran(
         "RAN: anomalous test images repaired by gradient denoising",
     )
     settings = params["scoring"]
-    predictions = {
-        "index": index,
-        "image_paths": arrays["image_paths"][index],
-        "scores": scores.numpy().astype(np.float32),
-        "maps": maps.numpy().astype(np.float16),
-        "method": np.asarray(METHOD),
-        "description": np.asarray(
-            f"RAN: unified class-conditioned pixel diffusion UNet at {ran.size}px "
-            f"predicting noise and EfficientNet features; Eq. 11 over timesteps "
-            f"{tuple(settings['timesteps'])}, alpha {settings['alpha']}, KL term "
-            "normalised per timestep and class on validation"
-        ),
-        "train_seconds": np.float64(model["training"]["train_seconds"]),
-        "score_seconds": np.float64(score_seconds),
-        "checkpoint_rule": np.asarray(
-            model["training"].get("checkpoint_rule", NOT_RECORDED)
-        ),
-    }
+    predictions = make_predictions(
+        arrays,
+        index,
+        scores.numpy(),
+        maps.numpy(),
+        METHOD,
+        f"RAN: unified class-conditioned pixel diffusion UNet at {ran.size}px "
+        f"predicting noise and EfficientNet features; Eq. 11 over timesteps "
+        f"{tuple(settings['timesteps'])}, alpha {settings['alpha']}, KL term "
+        "normalised per timestep and class on validation",
+        model["training"].get("checkpoint_rule", NOT_RECORDED),
+        train_seconds=model["training"]["train_seconds"],
+        score_seconds=score_seconds,
+    )
     return predictions, figure
 
 
