@@ -3,6 +3,7 @@ reference AU-PRO that metric results are checked against."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -98,3 +99,20 @@ def reference_aupro(masks, maps, fpr_limit=0.3, structure=EIGHT):
         y_lim = np.interp(fpr_limit, fpr[j - 1 : j + 1], pro[j - 1 : j + 1])
         x, y = np.append(x, fpr_limit), np.append(y, y_lim)
     return float(np.trapezoid(y, x) / fpr_limit)
+
+
+def git(root: str | Path, *args: str) -> str:
+    """Run git in a throw-away repository (its own identity, no user config)."""
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from kedro.io import DatasetError
 
+from helpers import git
 from kedro_ad.data.datasets import ArraysDataset
 from kedro_ad.hooks import git_commit, pretrained_tag
 
@@ -56,3 +57,16 @@ def test_pretrained_tag_reads_backbones_of_the_pipeline():
 
 def test_git_commit_outside_a_repository(tmp_path):
     assert git_commit(tmp_path) == "unknown"
+
+
+def test_git_commit_names_the_commit_and_a_dirty_tree(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    git(tmp_path, "add", "a.txt")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    assert len(head) == 40 and git_commit(tmp_path) == head
+    (tmp_path / "untracked.txt").write_text("run outputs are not tracked")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "a.txt").write_text("2")
+    assert git_commit(tmp_path) == f"{head}-dirty"

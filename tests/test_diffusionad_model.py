@@ -198,6 +198,7 @@ def test_inference_is_algorithm_2_and_reproducible():
     torch.testing.assert_close(out.anomaly_map, (masks[0] + masks[1]) / 2)
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_to_localise_pasted_squares():
     """Algorithm 1 end to end: after a few dozen steps the segmenter finds defects."""
 

@@ -112,6 +112,7 @@ class _Killed(RuntimeError):
     pass
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_matches_and_test_rows_are_never_read(
     tmp_path, monkeypatch
 ):
@@ -150,6 +151,7 @@ def test_a_killed_run_resumes_and_matches_and_test_rows_are_never_read(
     assert not any(folder.glob("checkpoint_*"))  # a clean finish leaves nothing
 
 
+@pytest.mark.slow
 def test_scoring_writes_predictions_of_the_test_split_at_dataset_size():
     arrays = _arrays()
     model, history, figure = nodes.train_diffusionad(
@@ -179,6 +181,7 @@ def test_scoring_writes_predictions_of_the_test_split_at_dataset_size():
     assert odd["maps"].shape == (len(test), 40, 36)
 
 
+@pytest.mark.slow
 def test_per_class_models_need_the_classes():
     arrays = _arrays()
     params = _params(max_steps=2, validate_every=2)

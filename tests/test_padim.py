@@ -89,6 +89,7 @@ PARAMS = {
 }
 
 
+@pytest.mark.slow
 def test_nodes_find_and_localise_a_defect_without_reading_test():
     arrays, _ = _arrays(np.random.default_rng(1))
     model = fit_padim(arrays, PARAMS)

@@ -8,7 +8,6 @@ metrics and figures, and that bad data stops the run before any array is built.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import mlflow
@@ -19,7 +18,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from sklearn.metrics import roc_auc_score
 
-from helpers import make_mvtec_tree, reference_aupro
+from helpers import git, make_mvtec_tree, reference_aupro
 from kedro_ad.data.datasets import ArraysDataset
 from kedro_ad.data.validation import DataValidationError
 from kedro_ad.metrics.checkpoint import CheckpointRule
@@ -59,31 +58,14 @@ def project(tmp_path, monkeypatch):
     shutil.copy(REPO / ".telemetry", root / ".telemetry")
     # bootstrap_project wants <root>/src; the installed kedro_ad package is used
     (root / "src" / "kedro_ad").mkdir(parents=True)
-    _git(root, "init", "-q")
-    _git(root, "add", "conf", "pyproject.toml")
-    _git(root, "commit", "-q", "-m", "the project under test")
+    git(root, "init", "-q")
+    git(root, "add", "conf", "pyproject.toml")
+    git(root, "commit", "-q", "-m", "the project under test")
     monkeypatch.chdir(root)
     bootstrap_project(root)
     yield root
     # RunTagsHook closes each session's run: none may be left open in the process
     assert mlflow.active_run() is None
-
-
-def _git(root: Path, *args: str) -> str:
-    """Run git in the throw-away project (its own identity, no user config)."""
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "PATH": "/usr/bin:/bin:/usr/local/bin",
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=root, env=env, capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
 
 
 def _class_means(root: Path, method: str, aupro: bool = True) -> dict[str, float]:
@@ -151,7 +133,7 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
     assert tags["pipeline"] == "__default__"
     assert tags["data_source"] == "embedded"
     assert tags["pretrained_weights"] == "none"
-    assert tags["git_commit"] == _git(project, "rev-parse", "HEAD")  # not dirty
+    assert tags["git_commit"] == git(project, "rev-parse", "HEAD")  # not dirty
     assert "checkpoint_rule" not in tags  # nothing is trained in this run
     metrics = run.data.metrics
     expected = _class_means(project, "mean_image")

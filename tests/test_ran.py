@@ -132,6 +132,7 @@ def test_normalisation_makes_the_pixel_term_standard_on_normal_images():
         ran.set_normalisation(pixel[:3], feature[:3], ids[:3])
 
 
+@pytest.mark.slow
 def test_gradient_descent_lowers_padim_loss_and_denoising_keeps_range():
     g = torch.Generator().manual_seed(3)
     normal = 0.5 + 0.05 * torch.randn(12, 3, 32, 32, generator=g)
@@ -228,6 +229,7 @@ def _params(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_nodes_train_score_and_serve(tmp_path):
     from kedro_ad.pipelines.padim.nodes import fit_padim
 

@@ -164,6 +164,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_to_the_same_weights(tmp_path):
     """SIGKILL (no cleanup at all) mid-training, then a fresh process resumes."""
     script = tmp_path / "train.py"
