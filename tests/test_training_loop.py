@@ -187,3 +187,55 @@ def test_killed_process_resumes_to_the_same_weights(tmp_path):
     b = torch.load(tmp_path / "b" / "final.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_ema_weights_are_validated_kept_and_resumed(tmp_path):
+    """With ema_decay the loop validates and returns the moving average of the
+    trajectory (checked against one computed by hand), and a resumed run ends
+    with the same averaged weights as an uninterrupted one."""
+    decay = 0.9
+    net, sample, loss = _problem()
+    shadow = [p.detach().clone() for p in net.parameters()]
+    seen = []
+
+    def validate():
+        seen.append([p.detach().clone() for p in net.parameters()])
+        return {"val_score": -float(len(seen))}  # the first validation is best
+
+    config = _config(tmp_path / "a", ema_decay=decay, max_steps=8)
+    optimizer_steps = []
+    original_step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):  # the raw weights after each optimiser step
+        out = original_step(self, *a, **k)
+        optimizer_steps.append([p.detach().clone() for p in net.parameters()])
+        return out
+
+    torch.optim.AdamW.step = spy
+    try:
+        result = fit({"net": net}, None, sample, loss, config, validate)
+    finally:
+        torch.optim.AdamW.step = original_step
+    # diffusers' EMAModel: decay min(decay, (1 + n) / (10 + n)) from its 2nd step
+    for n, raw in enumerate(optimizer_steps, start=1):
+        d = 0.0 if n <= 1 else min(decay, n / (9 + n))
+        shadow = [d * s + (1 - d) * r for s, r in zip(shadow, raw, strict=True)]
+        if n == 4:
+            at_first_validation = [s.clone() for s in shadow]
+    for got, want in zip(seen[0], at_first_validation, strict=True):
+        torch.testing.assert_close(got, want)
+    assert result.best_step == 4
+    for got, want in zip(net.parameters(), at_first_validation, strict=True):
+        torch.testing.assert_close(got.detach(), want)
+    assert not torch.allclose(seen[0][0], optimizer_steps[3][0]), "EMA != raw"
+
+    net, sample, loss = _problem(fail_at=6)
+    with pytest.raises(KeyboardInterrupt):
+        fit({"net": net}, None, sample, loss, _config(tmp_path / "b", ema_decay=decay))
+    net, sample, loss = _problem()
+    fit({"net": net}, None, sample, loss, _config(tmp_path / "b", ema_decay=decay))
+    resumed = {k: v.clone() for k, v in net.state_dict().items()}
+    net, sample, loss = _problem()
+    fit({"net": net}, None, sample, loss, _config(tmp_path / "c", ema_decay=decay))
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, resumed[k], rtol=0, atol=0)

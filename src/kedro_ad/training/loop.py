@@ -51,6 +51,9 @@ class TrainConfig:
     max_minutes: float | None = None
     seed: int = 0
     grad_clip: float | None = 1.0
+    # exponential moving average of the trained weights (diffusers' EMAModel):
+    # validation, checkpoint choice and the returned weights use the average
+    ema_decay: float | None = None
     mixed_precision: str = "no"
     fingerprint: dict = field(default_factory=dict)
 
@@ -144,7 +147,7 @@ def _append(history: History, name: str, step: int, value: float) -> None:
 
 def fit(
     modules: Mapping[str, torch.nn.Module],
-    trainable: Iterable[torch.nn.Parameter] | None,
+    trainable: Iterable[torch.nn.Parameter | dict] | None,
     sample_batch: Callable[[int, torch.Generator], Any],
     loss_fn: Callable[[Any, torch.Generator], Mapping[str, torch.Tensor]],
     config: TrainConfig,
@@ -157,7 +160,8 @@ def fit(
     Args:
         modules: every module whose weights are checkpointed and selected.
         trainable: the parameters the optimiser updates (None: every parameter of
-            ``modules`` that requires grad).
+            ``modules`` that requires grad), or torch parameter groups
+            (``{"params": [...], "lr": ...}``) where parts learn at other rates.
         sample_batch: ``(step, generator) -> batch``, deterministic given both. The
             generator is a CPU ``torch.Generator`` seeded for this step; a numpy
             generator can be derived with ``np.random.default_rng(g.initial_seed())``.
@@ -175,13 +179,14 @@ def fit(
         trainable = [
             p for m in modules.values() for p in m.parameters() if p.requires_grad
         ]
-    trainable = list(trainable)
+    groups = [g if isinstance(g, dict) else {"params": [g]} for g in trainable]
+    trainable = [p for g in groups for p in g["params"]]
     if not trainable:
         raise ValueError(f"{description}: no trainable parameters")
 
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     optimizer = torch.optim.AdamW(
-        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+        groups, lr=config.learning_rate, weight_decay=config.weight_decay
     )
     names = list(modules)
     prepared = accelerator.prepare(*modules.values(), optimizer)
@@ -190,6 +195,12 @@ def fit(
         modules[name] = module
     state = _State()
     accelerator.register_for_checkpointing(state)
+    ema = None
+    if config.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(trainable, decay=float(config.ema_decay))
+        accelerator.register_for_checkpointing(ema)
 
     folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     key = config.resume_key(modules)
@@ -229,6 +240,16 @@ def fit(
         return {n: accelerator.unwrap_model(m) for n, m in modules.items()}
 
     def validate() -> None:
+        if ema is None:
+            return _validate()
+        ema.store(trainable)  # validate, and keep as best, the averaged weights
+        ema.copy_to(trainable)
+        try:
+            _validate()
+        finally:
+            ema.restore(trainable)
+
+    def _validate() -> None:
         nonlocal best_weights
         metrics: dict[str, float] = {}
         if validate_fn is not None:
@@ -300,6 +321,8 @@ def fit(
         if config.grad_clip:
             accelerator.clip_grad_norm_(trainable, config.grad_clip)
         optimizer.step()
+        if ema is not None:
+            ema.step(trainable)
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.seconds = time.monotonic() - start
