@@ -1,4 +1,5 @@
-"""The shared map, image and mask resizing, the Gaussian, and the class lookup."""
+"""The shared map, image and mask resizing, the Gaussian, map z-scores against
+the validation normals, and the class lookup."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from kedro_ad.models.common import class_ids, device
 from kedro_ad.models.maps import (
     gaussian_blur,
     gaussian_kernel1d,
+    map_statistics,
     resize_images,
     resize_maps,
     resize_masks,
+    standardize_leave_one_out,
+    standardize_maps,
     to_unit_images,
 )
 
@@ -102,3 +106,55 @@ def test_class_ids_clear_errors():
 
 def test_device_is_a_torch_device():
     assert device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _normals(seed=0):
+    """Two classes of 8x8 maps: class 0 noisy in its left half, class 1 offset."""
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.rand(12, 8, 8, generator=g)
+    maps[:6, :, :4] *= 5
+    maps[6:] += 10
+    return maps, torch.tensor([0] * 6 + [1] * 6)
+
+
+def test_position_statistics_are_each_pixels_mean_and_std():
+    maps, ids = _normals()
+    mean, std = map_statistics(maps, ids, 3, mode="position", shrink=0.0)
+    torch.testing.assert_close(mean[0], maps[:6].mean(0))
+    torch.testing.assert_close(std[1], maps[6:].std(0))
+    # a class without maps passes unchanged
+    assert torch.equal(mean[2], torch.zeros(8, 8)) and torch.equal(
+        std[2], torch.ones(8, 8)
+    )
+    z = standardize_maps(maps, ids, mean, std)
+    torch.testing.assert_close(z[:6].mean(0), torch.zeros(8, 8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z[6:].std(0), torch.ones(8, 8), atol=1e-5, rtol=0)
+
+
+def test_shrink_pulls_every_pixel_to_the_class_variance_and_class_mode_is_flat():
+    maps, ids = _normals()
+    _, own = map_statistics(maps, ids, 2, mode="position", shrink=0.0)
+    _, pooled = map_statistics(maps, ids, 2, mode="position", shrink=1.0)
+    # the noisy left half of class 0 has the larger own std, not the pooled one
+    assert own[0, :, :4].mean() > 2 * own[0, :, 4:].mean()
+    torch.testing.assert_close(pooled[0], pooled[0, 0, 0].expand(8, 8))
+    mean, std = map_statistics(maps, ids, 2, mode="class")
+    assert float(mean[1].std()) < 1e-6 and float(std[1].std()) < 1e-6
+    np.testing.assert_allclose(float(mean[1, 0, 0]), float(maps[6:].mean()), rtol=1e-6)
+    np.testing.assert_allclose(float(std[1, 0, 0]), float(maps[6:].std()), rtol=0.1)
+    mean, std = map_statistics(maps, ids, 2, mode="none")
+    torch.testing.assert_close(standardize_maps(maps, ids, mean, std), maps)
+    with pytest.raises(ValueError, match="standardize"):
+        map_statistics(maps, ids, 2, mode="pixel")
+
+
+def test_leave_one_out_scores_each_normal_against_the_others():
+    maps, ids = _normals()
+    maps[3] += 20  # one odd normal must stand out, not be absorbed by its own stats
+    loo = standardize_leave_one_out(maps, ids, mode="position", shrink=0.0)
+    others = torch.cat([maps[:3], maps[4:6]])
+    expected = (maps[3] - others.mean(0)) / others.std(0)
+    torch.testing.assert_close(loo[3], expected)
+    mean, std = map_statistics(maps, ids, 2, mode="position", shrink=0.0)
+    in_sample = standardize_maps(maps, ids, mean, std)
+    assert float(loo[3].mean()) > 3 * float(in_sample[3].mean())

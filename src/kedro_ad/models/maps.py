@@ -14,6 +14,9 @@ resampling filter, the same kernel rule, the same padding.
 * :func:`resize_masks` -- ground-truth masks to another size: nearest (stays
   binary) or area-averaged (soft edges, a training target).
 * :func:`gaussian_blur` -- the separable Gaussian of ``(N, H, W)`` maps.
+* :func:`map_statistics`, :func:`standardize_maps`, :func:`standardize_leave_one_out`
+  -- anomaly maps as z-scores against the maps of normal validation images, per
+  class and position (or per class).
 
 Pure PyTorch and numpy: no kedro, mlflow or accelerate import.
 """
@@ -27,11 +30,15 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "STANDARDIZE_MODES",
     "gaussian_blur",
     "gaussian_kernel1d",
+    "map_statistics",
     "resize_images",
     "resize_maps",
     "resize_masks",
+    "standardize_leave_one_out",
+    "standardize_maps",
     "to_unit_images",
 ]
 
@@ -144,3 +151,97 @@ def to_unit_images(images: Any, size: Size) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
         x = x.float() / 255.0 if array.dtype == np.uint8 else x.float()
     return resize_images(x, size).clamp(0, 1)
+
+
+#: ``position``: z-score per class and pixel; ``class``: per class (one mean and
+#: std per class); ``none``: the maps as they are.
+STANDARDIZE_MODES = ("position", "class", "none")
+
+
+def _moments(
+    maps: torch.Tensor, mode: str, shrink: float, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std ``(H, W)`` of one class's normal maps ``(n, H, W)``."""
+    if mode == "none":
+        return torch.zeros_like(maps[0]), torch.ones_like(maps[0])
+    mean = maps.mean(0)
+    var = maps.var(0, unbiased=maps.shape[0] > 1)
+    if mode == "class":
+        total = (var.mean() + mean.var()).sqrt()  # the pooled std of all pixels
+        return mean.mean().expand_as(mean), total.expand_as(mean)
+    # a few normals give noisy per-pixel moments: smooth them and pull the
+    # variance towards the class's average variance
+    mean, var = gaussian_blur(torch.stack([mean, var]), sigma)
+    var = (1 - shrink) * var + shrink * var.mean()
+    return mean, var.clamp_min(1e-12).sqrt()
+
+
+def _check_mode(mode: str, shrink: float) -> None:
+    if mode not in STANDARDIZE_MODES:
+        raise ValueError(
+            f"standardize must be one of {STANDARDIZE_MODES}, got {mode!r}"
+        )
+    if not 0.0 <= shrink <= 1.0:
+        raise ValueError(f"std_shrink must lie in [0, 1], got {shrink}")
+
+
+def map_statistics(
+    maps: torch.Tensor,
+    class_ids: torch.Tensor,
+    n_classes: int,
+    mode: str = "position",
+    shrink: float = 0.5,
+    sigma: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class mean and std ``(n_classes, H, W)`` of normal images' maps.
+
+    Args:
+        maps: ``(N, H, W)`` anomaly maps of normal (validation) images.
+        class_ids: ``(N,)`` each map's class index.
+        n_classes: how many classes the model knows; a class without maps keeps
+            mean 0 and std 1 (its maps pass unchanged).
+        mode: one of :data:`STANDARDIZE_MODES`.
+        shrink: weight of the class's average variance in each pixel's variance
+            (``position`` mode; 0: the pixel's own, 1: the class's).
+        sigma: Gaussian smoothing of the per-pixel moments, in map pixels.
+    """
+    _check_mode(mode, shrink)
+    mean = torch.zeros(n_classes, *maps.shape[-2:], dtype=torch.float32)
+    std = torch.ones_like(mean)
+    for k in range(int(n_classes)):
+        own = maps[class_ids == k].float().cpu()
+        if len(own) >= 2:
+            mean[k], std[k] = _moments(own, mode, shrink, sigma)
+    return mean, std
+
+
+def standardize_maps(
+    maps: torch.Tensor, class_ids: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """``(maps - mean[class]) / std[class]``: maps as z-scores of the normals."""
+    ids = class_ids.to(mean.device).long()
+    return (maps.float() - mean[ids].to(maps.device)) / std[ids].to(maps.device)
+
+
+def standardize_leave_one_out(
+    maps: torch.Tensor,
+    class_ids: torch.Tensor,
+    mode: str = "position",
+    shrink: float = 0.5,
+    sigma: float = 0.0,
+) -> torch.Tensor:
+    """Each normal map standardised by the statistics of the *other* maps of its
+    class, so validation normals are not scored against themselves (which would
+    make them look more normal than any unseen image)."""
+    _check_mode(mode, shrink)
+    out = maps.float().clone()
+    for k in class_ids.unique().tolist():
+        rows = torch.nonzero(class_ids == k).flatten()
+        if len(rows) < 3:
+            continue
+        own = maps[rows].float()
+        for j, row in enumerate(rows.tolist()):
+            others = torch.cat([own[:j], own[j + 1 :]])
+            mean, std = _moments(others, mode, shrink, sigma)
+            out[row] = (own[j] - mean) / std
+    return out
