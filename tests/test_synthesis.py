@@ -357,3 +357,33 @@ def test_build_synthetic_set_pairs_each_image_with_a_defective_copy():
     for key in out:
         np.testing.assert_array_equal(out[key], again[key])
     assert not np.array_equal(build(1)["images"], out["images"])
+
+
+def test_shape_defects_are_seeded_and_change_only_the_masked_pixels():
+    """The second defect family (ellipses, strokes, rectangles): deterministic,
+    labels exactly where masks are non-empty, pixels changed only where painted,
+    and a family apart from the Perlin one (straight edges, no blobs)."""
+    from kedro_ad.synthesis.shapes import shape_defects
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
+    a = shape_defects(images, np.random.default_rng(5), anomaly_probability=0.5)
+    b = shape_defects(images, np.random.default_rng(5), anomaly_probability=0.5)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    out, masks, labels = a
+    assert 0 < labels.sum() < len(labels)
+    np.testing.assert_array_equal(labels, masks.reshape(16, -1).any(1))
+    changed = (out != images).any(-1)
+    assert not changed[labels == 0].any(), "normal rows are untouched"
+    # inside a mask the defect is painted (anti-aliased edges may spill a pixel)
+    assert changed[masks].mean() > 0.9
+    grown = masks | np.roll(masks, 1, 1) | np.roll(masks, -1, 1)
+    grown |= np.roll(grown, 1, 2) | np.roll(grown, -1, 2)
+    assert not (changed & ~grown).any()
+    full, masks, labels = shape_defects(
+        images, np.random.default_rng(1), anomaly_probability=1.0
+    )
+    assert labels.all() and masks.mean() < 0.3
+    with pytest.raises(ValueError, match="uint8"):
+        shape_defects(images.astype(np.float32), rng)
