@@ -7,12 +7,13 @@ Usage::
         [--sizes 128 256] [--batch-size 8] [--train-batch N] [--repeats 3]
         [--threads N] [--amp]
 
-``default`` copies the network settings of conf/base (f=4 autoencoder, small
+``default`` reads the network settings of conf/base (f=4 autoencoder, small
 SD-shaped UNet, EfficientNet-Lite0 maps), ``paper`` those of conf/paper (SD v1.5's
 UNet shape with cross-attention to a null context, SD's f=8 autoencoder, ResNet50
-maps), ``tiny`` a toy size for smoke tests. Weights are random: speed does not
-depend on them (and SD/ResNet50 weights cannot be had here). Needs only torch,
-diffusers and timm (no kedro or mlflow).
+maps), both through :func:`kedro_ad.parameters.load_parameters`; ``tiny`` is a toy
+size for smoke tests. Weights are random: speed does not depend on them (and
+SD/ResNet50 weights cannot be had here). Needs only torch, diffusers, timm and
+OmegaConf (no kedro or mlflow).
 
 Measured, each as the median of ``--repeats`` after one warm-up:
 
@@ -49,62 +50,56 @@ from kedro_ad.models.diad import (  # noqa: E402
     trainable_parameters,
 )
 from kedro_ad.models.diad import autoencoder as ae  # noqa: E402
+from kedro_ad.parameters import load_parameters  # noqa: E402
 
 logger = logging.getLogger("bench_diad")
 
-# Copies of the network settings in conf/{base,paper}/parameters_{autoencoder,diad}.yml
-CONFIGS: dict[str, dict] = {
-    "default": {
-        "image_size": 64,
-        "vae": {"block_out_channels": [16, 32, 64], "norm_num_groups": 8},
-        "unet": {
-            "block_out_channels": [32, 64, 64, 64],
-            "layers_per_block": 2,
-            "attention": False,
-            "norm_num_groups": 8,
-        },
-        "sg": {"connect_blocks": [4], "conditioning_widest": 64},
-        "backbone": {"name": "tf_efficientnet_lite0", "layers": [1, 2, 3]},
-        "train_batch": 8,
-        "num_steps": 10,
+#: Kedro environment of each named configuration (``tiny`` is a toy size).
+ENVS = {"default": "base", "paper": "paper"}
+TINY: dict = {
+    "image_size": 64,
+    "vae": {"block_out_channels": [8, 16, 16], "norm_num_groups": 4},
+    "unet": {
+        "block_out_channels": [8, 16, 16, 16],
+        "layers_per_block": 1,
+        "attention": True,
+        "cross_attention_dim": 16,
+        "attention_head_dim": 4,
+        "norm_num_groups": 4,
     },
-    "paper": {
-        "image_size": 256,
-        "vae": {
-            "block_out_channels": [128, 256, 512, 512],
-            "layers_per_block": 2,
-            "norm_num_groups": 32,
-        },
-        "unet": {
-            "block_out_channels": [320, 640, 1280, 1280],
-            "layers_per_block": 2,
-            "attention": True,
-            "cross_attention_dim": 768,
-            "attention_head_dim": 8,
-            "norm_num_groups": 32,
-        },
-        "sg": {"connect_blocks": [4], "conditioning_widest": 256},
-        "backbone": {"name": "resnet50", "layers": [1, 2, 3]},
-        "train_batch": 12,
-        "num_steps": 10,
-    },
-    "tiny": {
-        "image_size": 64,
-        "vae": {"block_out_channels": [8, 16, 16], "norm_num_groups": 4},
-        "unet": {
-            "block_out_channels": [8, 16, 16, 16],
-            "layers_per_block": 1,
-            "attention": True,
-            "cross_attention_dim": 16,
-            "attention_head_dim": 4,
-            "norm_num_groups": 4,
-        },
-        "sg": {"connect_blocks": [4], "conditioning_widest": 16},
-        "backbone": {"name": "tf_efficientnet_lite0", "layers": [1, 2, 3]},
-        "train_batch": 2,
-        "num_steps": 2,
-    },
+    "sg": {"connect_blocks": [1, 2, 3, 4], "conditioning_widest": 16},
+    "scheduler": {"prediction_type": "sample"},
+    "backbone": {"name": "tf_efficientnet_lite0", "layers": [1, 2, 3]},
+    "train_batch": 2,
+    "num_steps": 2,
 }
+
+
+def load_config(name: str) -> dict:
+    """The network settings of ``conf/<env>`` (parameters_diad/autoencoder.yml)."""
+    if name == "tiny":
+        return TINY
+    params = load_parameters(ENVS[name])
+    diad, autoencoder = params["diad"], params["autoencoder"]
+    unet = {
+        k: v
+        for k, v in diad["model"].items()
+        if k not in ("pretrained_unet_path", "class_conditioned")
+    }
+    sg = diad["sg"]
+    return {
+        "image_size": int(diad["image_size"]),
+        "vae": dict(autoencoder["model"]),
+        "unet": unet,
+        "sg": {
+            "connect_blocks": list(sg["connect_blocks"]),
+            "conditioning_widest": int(sg["conditioning_widest"]),
+        },
+        "scheduler": dict(diad["scheduler"]),
+        "backbone": dict(diad["backbone"]),
+        "train_batch": int(diad["training"]["batch_size"]),
+        "num_steps": int(diad["inference"]["num_steps"]),
+    }
 
 
 def build(config: dict, size: int, device: torch.device) -> DiffusionReconstructor:
@@ -112,14 +107,17 @@ def build(config: dict, size: int, device: torch.device) -> DiffusionReconstruct
     torch.manual_seed(0)
     vae = ae.build_autoencoder(**config["vae"])
     factor = ae.downsampling_factor(vae)
-    unet = build_latent_unet(size // factor, **config["unet"])
+    unet = build_latent_unet(
+        size // factor, in_channels=vae.config.latent_channels, **config["unet"]
+    )
     sg = SemanticGuidedNetwork.from_unet(
         unet,
         latent_factor=factor,
         conditioning_widest=config["sg"]["conditioning_widest"],
         connect_blocks=config["sg"]["connect_blocks"],
     )
-    return DiffusionReconstructor("diad", unet, build_scheduler(), vae, sg).to(device)
+    scheduler = build_scheduler(**config.get("scheduler", {}))
+    return DiffusionReconstructor("diad", unet, scheduler, vae, sg).to(device)
 
 
 def _sync(device: torch.device) -> None:
@@ -211,7 +209,7 @@ def bench_inference(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="default")
+    parser.add_argument("--config", choices=[*ENVS, "tiny"], default="default")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--batch-size", type=int, default=8)
@@ -225,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    config = CONFIGS[args.config]
+    config = load_config(args.config)
     header = {
         "config": args.config,
         "device": str(device),

@@ -53,3 +53,18 @@ def test_ran_bench_configurations_are_conf(name, env):
     assert config["repair_steps"] == ran["repair"]["steps"]
     side = ran["model"]["feature_image_size"] or params["data"]["image_size"]
     assert config["feature_image_size"] == side
+
+
+@pytest.mark.parametrize(("name", "env"), [("default", "base"), ("paper", "paper")])
+def test_diad_bench_configurations_are_conf(name, env):
+    params = load_parameters(env)
+    diad = params["diad"]
+    config = _bench("bench_diad").load_config(name)
+    assert config["image_size"] == diad["image_size"]
+    assert config["vae"] == params["autoencoder"]["model"]
+    for key, value in config["unet"].items():
+        assert value == diad["model"][key], key
+    assert config["sg"]["connect_blocks"] == diad["sg"]["connect_blocks"]
+    assert config["scheduler"] == diad["scheduler"]
+    assert config["train_batch"] == diad["training"]["batch_size"]
+    assert config["num_steps"] == diad["inference"]["num_steps"]

@@ -174,6 +174,82 @@ def test_ddim_with_an_oracle_noise_predictor_recovers_the_input():
     torch.testing.assert_close(out, images, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("prediction_type", ["sample", "v_prediction", "epsilon"])
+def test_every_parameterisation_reconstructs_with_an_oracle_network(prediction_type):
+    """An oracle network output (x0, v or eps: the training target) must give the
+    input back through DDIM, and the loss must be zero on it: the conversion of
+    each parameterisation to the noise is right."""
+    torch.manual_seed(0)
+    unet = build_pixel_unet(
+        16, block_out_channels=(8, 8), layers_per_block=1, norm_num_groups=4
+    )
+    recon = DiffusionReconstructor(
+        "ddpm", unet, build_scheduler(prediction_type=prediction_type)
+    )
+    images = torch.rand(2, 3, 16, 16)
+    x0 = images * 2 - 1
+    alphas = recon.scheduler.alphas_cumprod
+
+    def oracle(z_t, t, *_):
+        a = alphas[t].view(-1, 1, 1, 1)
+        noise = (z_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return recon.target(x0, noise, t)
+
+    recon.network_output = oracle
+    out = recon.reconstruct(
+        images, t_start=999, num_steps=10, generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(out, images, atol=1e-4, rtol=0)
+    loss = recon.loss(x0, None, None, torch.Generator().manual_seed(1))
+    assert float(loss["loss"]) < 1e-10
+    with pytest.raises(ValueError, match="prediction_type"):
+        build_scheduler(prediction_type="x0")
+
+
+def test_loss_weights_count_the_weighted_cells_more():
+    """A weight map multiplies each cell's squared error (a weighted mean)."""
+    torch.manual_seed(0)
+    unet = build_pixel_unet(
+        8, block_out_channels=(8, 8), layers_per_block=1, norm_num_groups=4
+    )
+    recon = DiffusionReconstructor("ddpm", unet, build_scheduler())
+    x0 = torch.rand(2, 3, 8, 8) * 2 - 1
+    plain = recon.loss(x0, None, None, torch.Generator().manual_seed(3))
+    ones = recon.loss(
+        x0, None, None, torch.Generator().manual_seed(3), torch.ones(2, 1, 8, 8)
+    )
+    torch.testing.assert_close(plain["loss"], ones["loss"])
+    w = torch.ones(2, 1, 8, 8)
+    w[:, :, :4] = 11.0
+    weighted = recon.loss(x0, None, None, torch.Generator().manual_seed(3), w)
+    recon.network_output = lambda z_t, t, *_: torch.zeros_like(z_t)
+    g = torch.Generator().manual_seed(3)
+    torch.randint(0, 1000, (2,), generator=g)  # the loss draws the steps first
+    noise = torch.randn(x0.shape, generator=g)
+    error = noise**2  # epsilon target, zero output
+    expected = (w * error).sum() / w.expand_as(error).sum()
+    got = recon.loss(x0, None, None, torch.Generator().manual_seed(3), w)["loss"]
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(weighted["loss"], plain["loss"])
+
+
+def test_copy_ratio_is_one_for_a_copy_and_zero_for_a_repair():
+    from kedro_ad.models.diad import copy_ratio
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(3, 3, 16, 16, generator=g)
+    defective = clean.clone()
+    masks = torch.zeros(3, 16, 16, dtype=torch.bool)
+    masks[:, 4:8, 4:8] = True
+    defective[:, :, 4:8, 4:8] = 1 - defective[:, :, 4:8, 4:8]
+    assert copy_ratio(defective, clean, defective, clean, masks) == pytest.approx(1)
+    assert copy_ratio(clean, clean, defective, clean, masks) == 0
+    half = clean + 0.5 * (defective - clean)
+    assert copy_ratio(half, clean, defective, clean, masks.numpy()) == pytest.approx(
+        0.5
+    )
+
+
 def test_reconstruction_is_seeded_and_the_duplicate_branch_changes_nothing():
     unet = _unet()
     vae = ae.build_autoencoder((8, 16, 16), norm_num_groups=4)

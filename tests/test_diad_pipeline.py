@@ -85,22 +85,20 @@ def _params(tmp_path):
         checkpoint_dir=str(tmp_path / "ae_ckpt"),
     )
     variants = yaml.safe_load((CONF / "parameters_diad.yml").read_text())
+    variants = {k: v for k, v in variants.items() if not k.startswith("_")}
+    tiny = dict(max_steps=2, batch_size=2, validate_every=1, checkpoint_every=1)
     for name, p in variants.items():
         p["image_size"] = SIZE
         p["model"].update(TINY_UNET)
         if "sg" in p:
-            p["sg"].update(connect_blocks=[3], conditioning_widest=16)
-        p["inference"].update(num_steps=2, batch_size=8)
-        p["validation"]["max_images"] = 8
+            p["sg"].update(connect_blocks=[1, 3], conditioning_widest=16)
+            p["prior"]["training"].update(
+                tiny, checkpoint_dir=str(tmp_path / f"{name}_prior_ckpt")
+            )
+        p["inference"].update(num_steps=2, batch_size=8, t_start_candidates=[300, 900])
         p["backbone"]["pretrained"] = False
         p["figure_images"] = 2
-        p["training"].update(
-            max_steps=2,
-            batch_size=2,
-            validate_every=1,
-            checkpoint_every=1,
-            checkpoint_dir=str(tmp_path / f"{name}_ckpt"),
-        )
+        p["training"].update(tiny, checkpoint_dir=str(tmp_path / f"{name}_ckpt"))
     return ae, variants
 
 
@@ -114,6 +112,7 @@ def trained(tmp_path_factory):
         "dataset_arrays": MemoryDataset(arrays),
         "synthetic_validation": MemoryDataset(_synthetic(arrays)),
         "params:autoencoder": MemoryDataset(ae_params),
+        "params:checkpoint_rule": MemoryDataset(None),
     }
     pipeline = create_autoencoder()
     for name, p in variants.items():
@@ -128,7 +127,7 @@ def trained(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", ["diad", "ldm", "ddpm"])
 def test_each_variant_scores_the_test_split(trained, variant):
-    arrays, _, catalog, tmp_path = trained
+    arrays, variants, catalog, tmp_path = trained
     pred = catalog.load(f"{variant}.predictions")
     test = np.flatnonzero(arrays["splits"] == "test")
     np.testing.assert_array_equal(pred["index"], test)
@@ -140,7 +139,16 @@ def test_each_variant_scores_the_test_split(trained, variant):
     assert ("sg" in model) == (variant == "diad")
     assert model["class_conditioned"] == (variant == "ldm")
     history = catalog.load(f"{variant}.training_history")
-    assert {"loss", "val_score", "val_pixel_auroc"} <= set(history)
+    diagnostics = {"val_fidelity", "val_feature_distance", "val_copy_ratio"}
+    assert {"loss", "val_score", "val_pixel_aupro", *diagnostics} <= set(history)
+    # t' and the map statistics come from the validation split
+    assert model["inference"]["t_start"] in (300, 900)
+    assert len(model["val_metrics_by_choice"]) == 2 * len(
+        variants[variant]["anomaly_map"]["standardize"]
+    )
+    n_classes = len(model["class_names"])
+    assert model["map_mean"].shape == model["map_std"].shape == (n_classes, 128, 128)
+    assert "mean(image_auroc, pixel_aupro)" in str(pred["checkpoint_rule"])
     # checkpoints are cleared after a clean finish (nothing left to resume)
     assert not list((tmp_path / f"{variant}_ckpt").glob("checkpoint_*"))
 
@@ -203,11 +211,13 @@ def test_inference_pipeline_is_one_tagged_node(variant):
 def test_config_copy_is_left_untouched(tmp_path):
     """The nodes must not mutate the parameters they are given (Kedro shares them)."""
     _, variants = _params(tmp_path)
-    before = copy.deepcopy(variants["diad"])
-    from kedro_ad.pipelines.diad.nodes import _build_networks
+    before = copy.deepcopy(variants)
+    from kedro_ad.pipelines.diad.nodes import _build_sg, _build_unet
 
-    _build_networks("diad", variants["diad"], SIZE, 4, ["obj", "tex"])
-    assert variants["diad"] == before
+    for kind in ("diad", "ldm", "ddpm"):
+        unet = _build_unet(kind, variants[kind], SIZE, 4, ["obj", "tex"])
+    _build_sg(_build_unet("diad", variants["diad"], SIZE, 4, []), variants["diad"], 4)
+    assert variants == before and unet is not None
 
 
 def test_a_local_sd_unet_folder_initialises_unet_and_sg(tmp_path):
@@ -215,7 +225,7 @@ def test_a_local_sd_unet_folder_initialises_unet_and_sg(tmp_path):
     import torch
 
     from kedro_ad.models.diad import build_latent_unet
-    from kedro_ad.pipelines.diad.nodes import _build_networks
+    from kedro_ad.pipelines.diad.nodes import _build_sg, _build_unet
 
     torch.manual_seed(3)
     sd = build_latent_unet(
@@ -225,12 +235,12 @@ def test_a_local_sd_unet_folder_initialises_unet_and_sg(tmp_path):
     _, variants = _params(tmp_path)
     params = copy.deepcopy(variants["diad"])
     params["model"]["pretrained_unet_path"] = str(tmp_path / "sd")
-    nets = _build_networks("diad", params, SIZE, 4, ["obj", "tex"])
+    unet = _build_unet("diad", params, SIZE, 4, ["obj", "tex"])
     for key, value in sd.state_dict().items():
-        assert torch.equal(value, nets["unet"].state_dict()[key])
-    copied = nets["sg"].controlnet.down_blocks.state_dict()
+        assert torch.equal(value, unet.state_dict()[key])
+    copied = _build_sg(unet, params, 4).controlnet.down_blocks.state_dict()
     for key, value in sd.down_blocks.state_dict().items():
         assert torch.equal(value, copied[key])
     params["model"]["pretrained_unet_path"] = str(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="no diffusers UNet2DConditionModel"):
-        _build_networks("diad", params, SIZE, 4, ["obj", "tex"])
+        _build_unet("diad", params, SIZE, 4, ["obj", "tex"])

@@ -5,7 +5,7 @@ network and its Spatial-aware Feature Fusion block; ``torch_model``: the DiAD, L
 and DDPM reconstructors; ``anomaly_map``: feature-space maps and image scores.
 """
 
-from .anomaly_map import AnomalyMapper, gaussian_blur, pooled_max_score
+from .anomaly_map import AnomalyMapper, copy_ratio, gaussian_blur, pooled_max_score
 from .sff import SpatialFeatureFusion
 from .sg_network import SemanticGuidedNetwork
 from .torch_model import (
@@ -23,6 +23,7 @@ __all__ = [
     "DiffusionReconstructor",
     "SemanticGuidedNetwork",
     "SpatialFeatureFusion",
+    "copy_ratio",
     "build_latent_unet",
     "build_pixel_unet",
     "build_scheduler",

@@ -150,7 +150,15 @@ def autoencoder_loss(
 
 
 @torch.no_grad()
-def estimate_scaling_factor(vae: AutoencoderKL, images: torch.Tensor) -> float:
-    """``1 / std`` of the latent means of ``images`` (LDM's rescaling rule)."""
-    z = vae.encode(images * 2 - 1).latent_dist.mode()
+def estimate_scaling_factor(
+    vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 32
+) -> float:
+    """``1 / std`` of the latent means of ``images`` (LDM's rescaling rule), over
+    all of them (encoded in batches)."""
+    z = torch.cat(
+        [
+            vae.encode(images[i : i + batch_size] * 2 - 1).latent_dist.mode().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
     return float(1.0 / z.flatten().std().clamp_min(1e-6))

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNet2DModel
 from torch import nn
 
@@ -105,13 +104,27 @@ def build_pixel_unet(
     )
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
 def build_scheduler(
     num_train_timesteps: int = 1000,
     beta_schedule: str = "scaled_linear",
     beta_start: float = 0.00085,
     beta_end: float = 0.012,
+    prediction_type: str = "epsilon",
 ) -> DDIMScheduler:
-    """The noise schedule (SD's scaled-linear by default; DDPM's is linear)."""
+    """The noise schedule (SD's scaled-linear by default; DDPM's is linear).
+
+    ``prediction_type`` is what the network outputs: the noise (``"epsilon"``, SD
+    v1.5 and the paper), the velocity (``"v_prediction"``, SD 2) or the clean
+    latent (``"sample"``).
+    """
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(
+            f"prediction_type must be one of {PREDICTION_TYPES}, got "
+            f"{prediction_type!r}"
+        )
     return DDIMScheduler(
         num_train_timesteps=int(num_train_timesteps),
         beta_schedule=beta_schedule,
@@ -119,6 +132,7 @@ def build_scheduler(
         beta_end=float(beta_end),
         clip_sample=False,
         set_alpha_to_one=True,
+        prediction_type=prediction_type,
     )
 
 
@@ -245,25 +259,41 @@ class DiffusionReconstructor(nn.Module):
             return ((z + 1) / 2).clamp(0, 1)
         return ae.decode(self.vae, z)
 
+    @torch.no_grad()
+    def reference(self, images: torch.Tensor) -> torch.Tensor:
+        """What a reconstruction is compared with: ``D(E(x))``, the autoencoder's
+        own reconstruction of the input (the input itself for ddpm).
+
+        Comparing with the raw input would mark the autoencoder's blur on every
+        normal texture as anomalous; against ``D(E(x))`` only what the diffusion
+        changed stands out.
+        """
+        return self.from_latent(self.to_latent(images))
+
     # -- the network --------------------------------------------------------------
     def _context(self, z: torch.Tensor) -> torch.Tensor:
         """Null cross-attention context: one zero token (no text here)."""
         dim = int(self.unet.config.cross_attention_dim)
         return z.new_zeros(z.shape[0], 1, dim)
 
-    def predict_noise(
+    @property
+    def prediction_type(self) -> str:
+        """What the network outputs: ``epsilon``, ``v_prediction`` or ``sample``."""
+        return str(self.scheduler.config.get("prediction_type", "epsilon"))
+
+    def network_output(
         self,
         z_t: torch.Tensor,
         t: torch.Tensor,
         images: torch.Tensor | None = None,
         class_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``eps_theta(z_t, t[, C(x0)][, class])``.
+        """The network's raw output at ``(z_t, t[, C(x)][, class])``.
 
         Args:
             z_t: noisy latents.
             t: ``[B]`` steps.
-            images: ``x0`` in ``[0, 1]`` (diad only: the SG network's input).
+            images: the SG network's input image in ``[0, 1]`` (diad only).
             class_ids: ``[B]`` class indices (class-conditioned UNets only).
         """
         labels = class_ids if self.class_conditioned else None
@@ -288,29 +318,73 @@ class DiffusionReconstructor(nn.Module):
             mid_block_additional_residual=mid,
         ).sample
 
+    def _alpha_bar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        a = self.scheduler.alphas_cumprod.to(like.device, torch.float32)[t]
+        return a.view(-1, *([1] * (like.ndim - 1)))
+
+    def predict_noise(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        images: torch.Tensor | None = None,
+        class_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``eps_theta(z_t, t[, C(x)][, class])``, whatever the network predicts."""
+        out = self.network_output(z_t, t, images, class_ids)
+        if self.prediction_type == "epsilon":
+            return out
+        a = self._alpha_bar(t, z_t)
+        if self.prediction_type == "sample":
+            return (z_t - a.sqrt() * out) / (1 - a).sqrt()
+        return a.sqrt() * out + (1 - a).sqrt() * z_t  # v_prediction
+
+    def target(
+        self, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """What the network should output for ``z_t = add_noise(z0, noise, t)``."""
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "sample":
+            return z0
+        return self.scheduler.get_velocity(z0, noise, t)
+
     def loss(
         self,
         z0: torch.Tensor,
         images: torch.Tensor | None,
         class_ids: torch.Tensor | None,
         generator: torch.Generator | None = None,
+        weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Noise-prediction MSE at uniformly drawn steps (Eq. 6).
+        """MSE of the network's output at uniformly drawn steps (Eq. 6).
+
+        With ``epsilon`` prediction this is the paper's noise MSE; ``sample`` and
+        ``v_prediction`` weigh the clean latent's error more at high ``t``.
 
         Args:
-            z0: clean latents (ddpm: pixels in ``[-1, 1]``).
-            images: ``x0`` in ``[0, 1]`` for the SG network (diad).
+            z0: clean latents (ddpm: pixels in ``[-1, 1]``): the target.
+            images: the SG network's input in ``[0, 1]`` (diad). To teach it to
+                repair, this may hold synthetic defects while ``z0`` is the latent
+                of the clean image.
             class_ids: class indices (class-conditioned models).
             generator: random source of steps and noise.
+            weights: per-position weights broadcastable to ``z0`` (e.g. more
+                weight where a synthetic defect must be repaired); the loss is
+                the weighted mean.
         """
         n_steps = int(self.scheduler.config.num_train_timesteps)
         t = torch.randint(0, n_steps, (z0.shape[0],), generator=generator)
         noise = torch.randn(z0.shape, generator=generator)
         t, noise = t.to(z0.device), noise.to(z0.device, z0.dtype)
         z_t = self.scheduler.add_noise(z0, noise, t)
-        pred = self.predict_noise(z_t, t, images, class_ids)
-        mse = F.mse_loss(pred.float(), noise.float())
-        return {"loss": mse, "noise_mse": mse.detach()}
+        pred = self.network_output(z_t, t, images, class_ids)
+        error = (pred.float() - self.target(z0, noise, t).float()) ** 2
+        if weights is None:
+            mse = error.mean()
+            return {"loss": mse, "mse": mse.detach()}
+        w = weights.float().expand_as(error)
+        loss = (w * error).sum() / w.sum()
+        return {"loss": loss, "mse": error.mean().detach()}
 
     def timesteps(self, t_start: int, num_steps: int) -> list[int]:
         """The DDIM steps from ``t_start`` down towards 0 (``num_steps`` of them)."""

@@ -4,43 +4,27 @@ from __future__ import annotations
 
 import logging
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from kedro_ad.models.common import device
 from kedro_ad.models.diad import autoencoder as ae
-from kedro_ad.serving import as_image_batch
+from kedro_ad.models.maps import to_unit_images
 from kedro_ad.training import TrainConfig, fit
+from kedro_ad.visualization import Panel, panel_figure
 
 logger = logging.getLogger(__name__)
-
-
-def device() -> torch.device:
-    """The GPU when there is one."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _split(arrays: dict, split: str, size: int) -> torch.Tensor:
     rows = np.flatnonzero(arrays["splits"] == split)
     if len(rows) == 0:
         raise ValueError(f"dataset_arrays has no {split} images")
-    return as_image_batch(arrays["images"][rows], size)[0]
+    return to_unit_images(arrays["images"][rows], size)
 
 
-def _reconstruction_figure(
-    images: torch.Tensor, recons: torch.Tensor, title: str
-) -> plt.Figure:
-    n = images.shape[0]
-    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 4), squeeze=False)
-    for i in range(n):
-        for row, batch in enumerate((images, recons)):
-            axes[row, i].imshow(batch[i].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
-            axes[row, i].axis("off")
-    axes[0, 0].set_title("input", fontsize=8, loc="left")
-    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+def _picture(image: torch.Tensor) -> np.ndarray:
+    return image.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
 
 
 def train_autoencoder(arrays: dict, params: dict):
@@ -108,7 +92,9 @@ def train_autoencoder(arrays: dict, params: dict):
     vae.eval()
     if params.get("rescale_latents", not path):
         with torch.no_grad():
-            scale = ae.estimate_scaling_factor(vae, train[:64].to(dev))
+            # every training image: the rows are sorted by class, and the first
+            # 64 once gave the scale of two classes only
+            scale = ae.estimate_scaling_factor(vae, train.to(dev))
         vae.register_to_config(scaling_factor=scale)
         logger.info("autoencoder: latent scaling factor %.4f", scale)
     metrics = validate()
@@ -116,9 +102,12 @@ def train_autoencoder(arrays: dict, params: dict):
     shown = val_batch[np.linspace(0, n_val - 1, n_fig).round().astype(int)]
     with torch.no_grad():
         recon = ae.decode(vae, ae.encode(vae, shown))
-    figure = _reconstruction_figure(
-        shown,
-        recon,
+    figure = panel_figure(
+        [
+            [Panel(_picture(x), "input"), Panel(_picture(r), "reconstruction")]
+            for x, r in zip(shown, recon, strict=True)
+        ],
+        [f"validation image {i + 1}" for i in range(len(shown))],
         f"KL autoencoder ({source}, f={factor}) on validation images: "
         f"L1 {metrics['val_l1']:.4f}, PSNR {metrics['val_psnr']:.1f} dB",
     )

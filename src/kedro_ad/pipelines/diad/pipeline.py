@@ -1,7 +1,8 @@
 """DiAD, LDM or DDPM trained, scored and evaluated; and the one-node inference.
 
 Each variant is its own namespace (``diad.*``, ``ldm.*``, ``ddpm.*``) with its own
-parameters (``params:<variant>``). DiAD and LDM read ``autoencoder.model``.
+parameters (``params:<variant>``). DiAD and LDM read ``autoencoder.model``. DiAD
+trains in two nodes: the prior (``diad.prior``), then the SG network on it.
 """
 
 from kedro.pipeline import Node, Pipeline
@@ -11,6 +12,7 @@ from kedro_ad.pipelines.evaluation import create_pipeline as create_evaluation
 from . import nodes
 
 VARIANTS = ("diad", "ldm", "ddpm")
+TRAINED = ["model", "training_history", "figure_training", "figure_validation"]
 
 
 def _check(variant: str) -> None:
@@ -25,26 +27,47 @@ def create_pipeline(variant: str = "diad", **kwargs) -> Pipeline:
     ae = ["autoencoder.model"] if latent else []
     train = getattr(nodes, f"train_{variant}")
     score = nodes.score_test_split if latent else nodes.score_ddpm
+    stages = []
+    prior = []
+    if variant == "diad":
+        stages.append(
+            Node(
+                nodes.train_diad_prior,
+                ["dataset_arrays", "autoencoder.model", "params:diad"],
+                ["prior", "prior_history", "figure_prior_training"],
+                name="train_diad_prior_node",
+                tags=["training"],
+            )
+        )
+        prior = ["prior"]
+    stages += [
+        Node(
+            train,
+            [
+                "dataset_arrays",
+                "synthetic_validation",
+                *ae,
+                *prior,
+                f"params:{variant}",
+                "params:checkpoint_rule",
+            ],
+            TRAINED,
+            name=f"train_{variant}_node",
+            tags=["training"],
+        ),
+        Node(
+            score,
+            ["model", *ae, "dataset_arrays", f"params:{variant}"],
+            ["predictions", "figure_reconstructions"],
+            name=f"score_{variant}_node",
+            tags=["training"],
+        ),
+    ]
     method = Pipeline(
-        [
-            Node(
-                train,
-                ["dataset_arrays", "synthetic_validation", *ae, f"params:{variant}"],
-                ["model", "training_history", "figure_training"],
-                name=f"train_{variant}_node",
-                tags=["training"],
-            ),
-            Node(
-                score,
-                ["model", *ae, "dataset_arrays", f"params:{variant}"],
-                ["predictions", "figure_reconstructions"],
-                name=f"score_{variant}_node",
-                tags=["training"],
-            ),
-        ],
+        stages,
         namespace=variant,
         inputs={"dataset_arrays", "synthetic_validation", *ae},
-        parameters={f"params:{variant}"},
+        parameters={f"params:{variant}", "params:checkpoint_rule"},
     )
     return method + create_evaluation(method=variant)
 
