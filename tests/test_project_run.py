@@ -7,6 +7,8 @@ metrics and figures, and that bad data stops the run before any array is built.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -198,6 +200,31 @@ def test_served_method_is_registered_and_scores_through_pyfunc(project):
     (version,) = client.search_model_versions("name='kedro-ad-mean_image'")
     model = mlflow.pyfunc.load_model(f"models:/kedro-ad-mean_image/{version.version}")
 
+    # the version says what promotion compares, and with which data and code
+    threshold = json.loads(
+        (project / "data/06_models/mean_image/threshold.json").read_text()
+    )
+    tags = version.tags
+    assert float(tags["threshold"]) == pytest.approx(threshold["threshold"], rel=1e-5)
+    assert tags["threshold_rule"].startswith("F1-max on synthetic_validation")
+    assert float(tags["val_score"]) == pytest.approx(
+        threshold["val_metrics"]["val_score"], abs=1e-6
+    )
+    assert tags["checkpoint_rule"] == CheckpointRule().name
+    means = _class_means(project, "mean_image")
+    assert float(tags["test_pixel_aupro"]) == pytest.approx(
+        means["pixel_aupro"], abs=1e-6
+    )
+    assert tags["git_commit"] == git(project, "rev-parse", "HEAD")
+    arrays_file = project / "data/05_model_input/dataset_arrays.npz"
+    assert tags["data_version"] == hashlib.md5(arrays_file.read_bytes()).hexdigest()
+    assert tags["data_version_in_dvc_lock"] == "false"  # no dvc.lock here
+    run = client.get_run(version.run_id)
+    assert run.data.tags["data_version"] == tags["data_version"]
+    assert run.data.metrics["mean_image/threshold"] == pytest.approx(
+        threshold["threshold"]
+    )
+
     arrays = ArraysDataset("data/05_model_input/dataset_arrays.npz").load()
     predictions = ArraysDataset(
         "data/07_model_output/mean_image/predictions.npz"
@@ -208,6 +235,8 @@ def test_served_method_is_registered_and_scores_through_pyfunc(project):
     )
     np.testing.assert_allclose(out["scores"], predictions["scores"][:3], rtol=1e-4)
     assert out["maps"].shape == (3, 32, 32)
+    expected = np.where(predictions["scores"][:3] >= threshold["threshold"], "NG", "OK")
+    assert out["decisions"].tolist() == expected.tolist()
     big = np.repeat(np.repeat(arrays["images"][index], 2, axis=1), 2, axis=2)
     out = model.predict({"images": big, "classes": arrays["classes"][index]})
     assert out["maps"].shape == (3, 64, 64)

@@ -5,7 +5,10 @@
 ``scores`` [N], ``maps`` [N,H,W], ``method``, ``description`` and
 ``checkpoint_rule`` (how the method chose its checkpoint:
 :class:`kedro_ad.metrics.checkpoint.CheckpointRule`'s name, or that it trained
-nothing), which every table names.
+nothing), which every table names. Predictions made by :func:`make_predictions`
+also carry what they were scored against (``labels``, ``classes``,
+``defect_types``, ``masks``) and ``data_version`` (``dataset_arrays``' hash), so
+the comparison can read them without the data they came from.
 """
 
 from __future__ import annotations
@@ -69,8 +72,9 @@ def make_predictions(
         timings: ``train_seconds`` and ``score_seconds`` when known (shown by the
             comparison table).
     """
+    index = np.asarray(index)
     out = {
-        "index": np.asarray(index),
+        "index": index,
         "image_paths": arrays["image_paths"][index],
         "scores": np.asarray(scores, dtype=np.float32),
         "maps": np.asarray(maps).astype(np.float16),
@@ -78,6 +82,12 @@ def make_predictions(
         "description": np.asarray(description),
         "checkpoint_rule": np.asarray(checkpoint_rule),
     }
+    # what the rows were scored against: the comparison reads predictions alone
+    for key in ("labels", "classes", "defect_types", "masks"):
+        if key in arrays:
+            out[key] = arrays[key][index]
+    if "data_version" in arrays:
+        out["data_version"] = np.asarray(arrays["data_version"])
     out.update({key: np.float64(value) for key, value in timings.items()})
     return out
 
