@@ -82,6 +82,10 @@ class InputErrorHook:
             | FileNotFoundError,
         ):
             logger.error("Stopped before any training: %s", error)
+        from kedro_ad.pipelines.promote.nodes import PromotionRefused
+
+        if isinstance(error, PromotionRefused):
+            logger.error("Promotion refused, nothing changed: %s", error)
 
 
 def data_version(catalog, project_path: Path) -> tuple[str, bool] | None:
@@ -142,6 +146,18 @@ def model_version_tags(
     return tags
 
 
+def _trains(pipeline) -> bool:
+    """Whether a node chooses checkpoints by the rule (a method trains here); the
+    threshold nodes read the rule only to report the shipped model's figures."""
+    from kedro_ad.pipelines.threshold.nodes import ValidationThreshold
+
+    return any(
+        "params:checkpoint_rule" in node.inputs
+        and not isinstance(node.func, ValidationThreshold)
+        for node in pipeline.nodes
+    )
+
+
 class RunTagsHook:
     """Tags the kedro-mlflow run with pipeline, data source, commit and weights, and
     with the checkpoint rule when the run trains a method; after the run, tags the
@@ -175,7 +191,7 @@ class RunTagsHook:
             "pretrained_weights": pretrained_tag(self._params, pipeline.inputs()),
             "kedro_env": str(run_params.get("env") or "local"),
         }
-        if "params:checkpoint_rule" in pipeline.inputs():  # a method trains here
+        if _trains(pipeline):
             from kedro_ad.metrics.checkpoint import CheckpointRule
 
             rule = CheckpointRule.from_params(self._params.get("checkpoint_rule"))
