@@ -104,5 +104,6 @@ def test_threshold_node_runs_the_methods_own_predict_on_synthetic_validation():
     catalog["toy.images"] = MemoryDataset({"images": images[:4]})
     SequentialRunner().run(served, catalog)
     out = catalog.load("toy.inference_output")
-    assert set(out) == {"scores", "maps", "decisions"}
+    assert set(out) == {"scores", "maps", "decisions", "threshold"}
     assert out["decisions"].tolist() == [OK, NG, OK, NG]
+    assert out["threshold"] == threshold["threshold"]

@@ -82,10 +82,13 @@ class InputErrorHook:
             | FileNotFoundError,
         ):
             logger.error("Stopped before any training: %s", error)
+        from kedro_ad.batch import BatchError
         from kedro_ad.pipelines.promote.nodes import PromotionRefused
 
         if isinstance(error, PromotionRefused):
             logger.error("Promotion refused, nothing changed: %s", error)
+        if isinstance(error, BatchError):
+            logger.error("Inference stopped: %s", error)
 
 
 def data_version(catalog, project_path: Path) -> tuple[str, bool] | None:

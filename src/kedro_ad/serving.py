@@ -9,9 +9,10 @@ returns the same thing:
   integers in 0..255 (what JSON carries) or floats in ``[0, 1]``; or
   ``{"images": ..., "classes": (N,)}`` for models that need each image's class;
 * output: ``{"scores": float32 (N,), "maps": float32 (N, H, W), "decisions": (N,)
-  "NG"/"OK"}``, maps at the input's own size; a decision is ``"NG"`` when the score
-  is at or above the threshold chosen on ``synthetic_validation``
-  (:mod:`kedro_ad.metrics.threshold`), which ships inside the model.
+  "NG"/"OK", "threshold": float}``, maps at the input's own size; a decision is
+  ``"NG"`` when the score is at or above the threshold chosen on
+  ``synthetic_validation`` (:mod:`kedro_ad.metrics.threshold`), which ships inside
+  the model.
 
 :func:`served` wraps a training pipeline with kedro-mlflow's ``pipeline_ml_factory``
 so that the run logs inference pipeline + weights + threshold as one MLflow pyfunc
@@ -157,13 +158,15 @@ def served_output(scores: Any, maps: Any, model_input: Any) -> dict[str, np.ndar
 
 def with_decisions(output: dict[str, Any], threshold: dict[str, Any]) -> dict:
     """The served answer: a method's scores and maps plus an OK/NG decision per
-    image at the threshold chosen on validation (``<method>.threshold``)."""
+    image at the threshold chosen on validation (``<method>.threshold``), and that
+    threshold."""
     from kedro_ad.metrics.threshold import decide
 
     return {
         "scores": output["scores"],
         "maps": output["maps"],
         "decisions": decide(output["scores"], threshold["threshold"]),
+        "threshold": float(threshold["threshold"]),
     }
 
 
