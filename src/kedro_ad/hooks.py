@@ -272,3 +272,50 @@ class RunTagsHook:
         ) is not None and run.info.run_id == self._run_id:
             mlflow.end_run(status)
         self._run_id = None
+
+
+def process_rank() -> int:
+    """This process's rank under ``accelerate launch``/torchrun/MPI (0 alone)."""
+    import os
+
+    for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+class DistributedRunHook:
+    """Under ``accelerate launch -m kedro run`` every process runs the session; only
+    process 0 may leave a trace. On the others the run is not tracked (no MLflow
+    run, no registered model) and every dataset the pipeline writes is kept in
+    memory, so files, checkpoints and the MLflow run are written once. The training
+    loop synchronises the processes (:mod:`kedro_ad.training.loop`); the data they
+    read must exist before the launch (e.g. ``kedro run --pipeline
+    anomaly_synthesis`` in one process first)."""
+
+    # trylast: after kedro-mlflow has put its configuration on the context
+    @hook_impl(trylast=True)
+    def after_context_created(self, context) -> None:
+        if process_rank() == 0:
+            return
+        config = getattr(context, "mlflow", None)
+        if config is not None:
+            from kedro_ad.pipeline_registry import register_pipelines
+
+            config.tracking.disable_tracking.pipelines = [
+                *register_pipelines(),
+                "__default__",
+            ]
+        logger.info(
+            "process %d of a distributed run: nothing tracked or written here",
+            process_rank(),
+        )
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        if process_rank() == 0:
+            return
+        from kedro.io import MemoryDataset
+
+        for name in pipeline.all_outputs():
+            catalog[name] = MemoryDataset(copy_mode="assign")
