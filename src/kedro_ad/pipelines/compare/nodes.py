@@ -129,6 +129,8 @@ def compare_stored(
             f"(left out: {left_out}); run a method's pipeline first"
         )
     table = pd.concat(parts, ignore_index=True)
+    for column in ("n_classes", "n_images", "n_anomalous"):  # NaN for defect rows
+        table[column] = table[column].astype("Int64")
     columns = [*KEYS, "n_classes", "n_images", "n_anomalous", *METRIC_NAMES, *TIMES]
     table = table[[*columns, "checkpoint_rule", "description"]]
     current = str(arrays.get("data_version", UNKNOWN))
