@@ -144,3 +144,4 @@ def test_predict_scores_a_folder_with_the_champion_and_skips_bad_files(
     err = capsys.readouterr().err.strip()
     assert err.startswith("kedro-ad predict: error: cannot load model ")
     assert "\n" not in err
+    assert not (tmp_path / "o").exists()

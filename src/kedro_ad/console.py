@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 logger = logging.getLogger("kedro_ad")
@@ -54,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet() -> None:
+    """Keep the libraries' INFO lines off the terminal (Kedro configures logging
+    again when the model is loaded, hence called twice)."""
+    for noisy in ("mlflow", "alembic", "kedro", "kedro_mlflow", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
+    for module in ("kedro_ad.models", "kedro_ad.pipelines"):
+        logging.getLogger(module).setLevel(logging.WARNING)
+
+
 def predict(args: argparse.Namespace) -> int:
     """The ``predict`` command; returns the exit status."""
     from kedro_ad import batch
@@ -67,11 +80,20 @@ def predict(args: argparse.Namespace) -> int:
             + (" (not found)" if missing else "")
         )
     store = batch.tracking_uri()
+    import kedro.framework.project  # noqa: F401  (configures logging: then quiet it)
+
+    _quiet()
     out = Path(args.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    # the model's files are downloaded inside --out and removed after loading
-    with tempfile.TemporaryDirectory(dir=out, prefix=".model-") as download:
-        model = batch.load_model(args.model, store, Path(download))
+    try:
+        # the model's files are downloaded inside --out and removed after loading
+        with tempfile.TemporaryDirectory(dir=out, prefix=".model-") as download:
+            model = batch.load_model(args.model, store, Path(download))
+    except batch.BatchError:
+        if created:  # leave no trace of a command that could not start
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     result = batch.score_files(
         model,
         files,
@@ -102,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kedro-ad``; one line on stderr for any error that stops it."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="kedro-ad: %(message)s")
-    for noisy in ("mlflow", "alembic", "kedro", "kedro_mlflow", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # the served model is a kedro-mlflow PythonModel without type hints: not ours
+    warnings.filterwarnings("ignore", message=".*type hints to the `predict` method")
+    _quiet()
     from kedro_ad.batch import BatchError
 
     try:
