@@ -116,8 +116,9 @@ def load_model(model_uri: str, store: str, download_dir: Path):
     be resolved or loaded."""
     import mlflow
 
+    # the registry follows the tracking URI unless MLFLOW_REGISTRY_URI says other;
+    # setting it here would outlive this call in a long-lived process
     mlflow.set_tracking_uri(store)
-    mlflow.set_registry_uri(store)
     try:
         return mlflow.pyfunc.load_model(model_uri, dst_path=str(download_dir))
     except Exception as exc:  # MLflow raises several types for a bad URI
