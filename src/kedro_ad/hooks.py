@@ -300,12 +300,18 @@ class DistributedRunHook:
             return
         config = getattr(context, "mlflow", None)
         if config is not None:
+            from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
+
             from kedro_ad.pipeline_registry import register_pipelines
 
             config.tracking.disable_tracking.pipelines = [
                 *register_pipelines(),
                 "__default__",
             ]
+            # kedro-mlflow re-opens its last run id at every node even when
+            # tracking is off; one left by an earlier session in this process
+            # would be re-opened and written to
+            mlflow_hook.run_id = None
         logger.info(
             "process %d of a distributed run: nothing tracked or written here",
             process_rank(),
