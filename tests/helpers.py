@@ -116,3 +116,38 @@ def git(root: str | Path, *args: str) -> str:
         ["git", *args], cwd=root, env=env, capture_output=True, text=True, check=True
     )
     return done.stdout.strip()
+
+
+# A tiny embedded dataset: whole Kedro sessions on it take seconds.
+SMALL_SYNTHETIC = {
+    "data.source": "embedded",
+    "data.image_size": 32,
+    "data.val_fraction": 0.25,
+    "data.embedded.raw_size": 64,
+    "data.embedded.n_train": 12,
+    "data.embedded.n_test_good": 3,
+    "data.embedded.n_test_per_defect": 2,
+    "validation.min_train_images": 8,
+    "evaluation.n_overlays": 2,
+}
+
+
+def nested(flat: dict) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as ``kedro run --params`` does."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def run_session(root: Path, pipeline: str | None, params: dict):
+    """``kedro run [--pipeline P] --params ...`` in the project at ``root``."""
+    from kedro.framework.session import KedroSession
+
+    runtime = nested(params)
+    with KedroSession.create(project_path=root, runtime_params=runtime) as session:
+        return session.run(pipeline_names=[pipeline] if pipeline else None)

@@ -59,7 +59,7 @@ def test_pipeline_fit_never_reads_the_test_split():
     arrays["images"] = images.copy()
     arrays["images"][24:] = 255 - arrays["images"][24:]  # change only the test rows
     after = fit_mean_image(arrays, params)
-    for key in before:
+    for key in set(before) - {"train_seconds"}:  # wall time differs, nothing else
         np.testing.assert_array_equal(before[key], after[key])
     arrays["images"][20:24] = 0  # validation rows do set the normalisation
     assert fit_mean_image(arrays, params)["a/map_mu"] != before["a/map_mu"]

@@ -7,65 +7,28 @@ metrics and figures, and that bad data stops the run before any array is built.
 
 from __future__ import annotations
 
-import shutil
+import hashlib
+import json
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from sklearn.metrics import roc_auc_score
 
-from helpers import git, make_mvtec_tree, reference_aupro
+from helpers import (
+    SMALL_SYNTHETIC,
+    git,
+    make_mvtec_tree,
+    reference_aupro,
+    run_session,
+)
 from kedro_ad.data.datasets import ArraysDataset
 from kedro_ad.data.validation import DataValidationError
 from kedro_ad.metrics.checkpoint import CheckpointRule
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
-
-SMALL_SYNTHETIC = {
-    "data.source": "embedded",
-    "data.image_size": 32,
-    "data.val_fraction": 0.25,
-    "data.embedded.raw_size": 64,
-    "data.embedded.n_train": 12,
-    "data.embedded.n_test_good": 3,
-    "data.embedded.n_test_per_defect": 2,
-    "validation.min_train_images": 8,
-    "evaluation.n_overlays": 2,
-}
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A copy of the project's configuration, as the working directory."""
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copytree(
-        REPO / "conf", root / "conf", ignore=shutil.ignore_patterns("local")
-    )
-    (root / "conf" / "local").mkdir()
-    # An absolute store per test: MLflow caches stores by URI string, so the
-    # relative sqlite:///mlflow.db would reach the first test's database.
-    (root / "conf" / "local" / "mlflow.yml").write_text(
-        f"server:\n  mlflow_tracking_uri: sqlite:///{root}/mlflow.db\n"
-    )
-    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
-    shutil.copy(REPO / ".telemetry", root / ".telemetry")
-    # bootstrap_project wants <root>/src; the installed kedro_ad package is used
-    (root / "src" / "kedro_ad").mkdir(parents=True)
-    git(root, "init", "-q")
-    git(root, "add", "conf", "pyproject.toml")
-    git(root, "commit", "-q", "-m", "the project under test")
-    monkeypatch.chdir(root)
-    bootstrap_project(root)
-    yield root
-    # RunTagsHook closes each session's run: none may be left open in the process
-    assert mlflow.active_run() is None
 
 
 def _class_means(root: Path, method: str, aupro: bool = True) -> dict[str, float]:
@@ -94,27 +57,9 @@ def _class_means(root: Path, method: str, aupro: bool = True) -> dict[str, float
     return {k: float(np.mean([v[k] for v in per_class])) for k in per_class[0]}
 
 
-def _nested(flat: dict) -> dict:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as ``kedro run --params`` does."""
-    out: dict = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-def _run(root: Path, pipeline: str | None, params: dict):
-    runtime = _nested(params)
-    with KedroSession.create(project_path=root, runtime_params=runtime) as session:
-        return session.run(pipeline_names=[pipeline] if pipeline else None)
-
-
 def test_default_run_on_embedded_data_lands_in_mlflow(project):
     params = dict(SMALL_SYNTHETIC, **{"data.root": str(project / "data/01_raw/synth")})
-    _run(project, None, params)
+    run_session(project, None, params)
 
     report = project / "data/08_reporting/mean_image"
     table = (report / "evaluation_table.md").read_text()
@@ -166,9 +111,10 @@ def test_bad_file_stops_the_run_before_arrays(project, tmp_path, caplog):
         "data.image_size": 32,
         "validation.min_train_images": 5,
     }
-    _run(project, "data_ingestion", params)  # records the broken file, never fails
+    # ingestion records the broken file, never fails
+    run_session(project, "data_ingestion", params)
     with pytest.raises(DataValidationError, match=broken.name):
-        _run(project, "data_validation", params)
+        run_session(project, "data_validation", params)
     assert (project / "data/08_reporting/validation_report.json").is_file()
     stopped = [r.getMessage() for r in caplog.records if "Stopped before" in r.msg]
     assert len(stopped) == 1 and broken.name in stopped[0]
@@ -192,11 +138,36 @@ def test_served_method_is_registered_and_scores_through_pyfunc(project):
     """
     import numpy as np
 
-    _run(project, "mean_image_served", SMALL_SYNTHETIC)
+    run_session(project, "mean_image_served", SMALL_SYNTHETIC)
     mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
     client = mlflow.MlflowClient()
     (version,) = client.search_model_versions("name='kedro-ad-mean_image'")
     model = mlflow.pyfunc.load_model(f"models:/kedro-ad-mean_image/{version.version}")
+
+    # the version says what promotion compares, and with which data and code
+    threshold = json.loads(
+        (project / "data/06_models/mean_image/threshold.json").read_text()
+    )
+    tags = version.tags
+    assert float(tags["threshold"]) == pytest.approx(threshold["threshold"], rel=1e-5)
+    assert tags["threshold_rule"].startswith("F1-max on synthetic_validation")
+    assert float(tags["val_score"]) == pytest.approx(
+        threshold["val_metrics"]["val_score"], abs=1e-6
+    )
+    assert tags["checkpoint_rule"] == CheckpointRule().name
+    means = _class_means(project, "mean_image")
+    assert float(tags["test_pixel_aupro"]) == pytest.approx(
+        means["pixel_aupro"], abs=1e-6
+    )
+    assert tags["git_commit"] == git(project, "rev-parse", "HEAD")
+    arrays_file = project / "data/05_model_input/dataset_arrays.npz"
+    assert tags["data_version"] == hashlib.md5(arrays_file.read_bytes()).hexdigest()
+    assert tags["data_version_in_dvc_lock"] == "false"  # no dvc.lock here
+    run = client.get_run(version.run_id)
+    assert run.data.tags["data_version"] == tags["data_version"]
+    assert run.data.metrics["mean_image/threshold"] == pytest.approx(
+        threshold["threshold"]
+    )
 
     arrays = ArraysDataset("data/05_model_input/dataset_arrays.npz").load()
     predictions = ArraysDataset(
@@ -208,6 +179,8 @@ def test_served_method_is_registered_and_scores_through_pyfunc(project):
     )
     np.testing.assert_allclose(out["scores"], predictions["scores"][:3], rtol=1e-4)
     assert out["maps"].shape == (3, 32, 32)
+    expected = np.where(predictions["scores"][:3] >= threshold["threshold"], "NG", "OK")
+    assert out["decisions"].tolist() == expected.tolist()
     big = np.repeat(np.repeat(arrays["images"][index], 2, axis=1), 2, axis=2)
     out = model.predict({"images": big, "classes": arrays["classes"][index]})
     assert out["maps"].shape == (3, 64, 64)
@@ -233,7 +206,7 @@ def test_ran_run_compares_with_padim_logs_histories_and_registers(project):
         "ran.repair.n_figure": 2,
         "padim.n_features": 16,
     }
-    _run(project, "ran", params)
+    run_session(project, "ran", params)
     mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
     client = mlflow.MlflowClient()
     (run,) = client.search_runs(client.get_experiment_by_name("kedro-ad").experiment_id)

@@ -8,9 +8,18 @@ clone. A method that can be served is wrapped by kedro-mlflow's
 inference pipeline and the trained weights are logged as one MLflow pyfunc model and
 registered as ``kedro-ad-<method>``.
 
+Every method block also chooses its decision threshold on ``synthetic_validation``
+with its own predict node (:mod:`kedro_ad.pipelines.threshold`), and the served
+model answers with OK/NG decisions at that threshold (:mod:`kedro_ad.serving`):
+no method's own pipeline holds a line of this.
+
 Every node carries a tag naming its building block, so ``dvc.yaml`` re-runs one
 block of a composite (``kedro run --pipeline diad --tags diad``) and the model is
 still registered.
+
+Beside them: ``promote`` (move the ``champion`` alias to a better model version),
+``inference`` (score a folder of images with a registered model) and ``compare``
+(every method's stored predictions side by side, per data version).
 """
 
 from __future__ import annotations
@@ -39,12 +48,16 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
         ("diad", "ldm", "ddpm"),
         None,  # a comparison registers nothing (and dvc re-runs parts of it)
     ),
-    "padim": ((*DATA, "padim"), (), "padim"),
+    "padim": ((*SYNTH, "padim"), (), "padim"),
     "ran": ((*SYNTH, "padim", "ran"), ("padim", "ran"), "ran"),
     # the trivial baseline, served too: the quickest check of the registry path
-    "mean_image_served": ((*DATA, "mean_image"), (), "mean_image"),
+    "mean_image_served": ((*SYNTH, "mean_image"), (), "mean_image"),
 }
 DIAD_VARIANTS = ("diad", "ldm", "ddpm")
+# blocks that score images and can be served: each gets a decision threshold
+METHODS = ("mean_image", "padim", "diffusionad", "ran", *DIAD_VARIANTS)
+# pipelines that read what earlier runs left (the MLflow registry, stored results)
+TOOLS = ("promote", "inference", "compare")
 
 
 def _module(block: str):
@@ -61,12 +74,17 @@ def _available(block: str) -> bool:
 
 
 def block_pipeline(block: str) -> Pipeline:
-    """One building block, every node tagged with the block's name."""
+    """One building block, every node tagged with the block's name; a method
+    block also chooses its decision threshold (``<method>.threshold``)."""
     module = _module(block)
     if block in DIAD_VARIANTS:
         pipeline = module.create_pipeline(variant=block)
     else:
         pipeline = module.create_pipeline()
+    if block in METHODS:
+        from kedro_ad.pipelines.threshold import create_pipeline as threshold
+
+        pipeline += threshold(block, inference_pipeline(block))
     return pipeline.tag(block)
 
 
@@ -79,7 +97,8 @@ def inference_pipeline(method: str) -> Pipeline:
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """``__default__`` is the data pipelines and the mean-image baseline (cheap).
+    """``__default__`` is the data pipelines, the synthetic validation set and the
+    mean-image baseline (cheap).
 
     ``make run`` runs ``kedro run --pipeline diad``; a composite that registers a
     model is a kedro-mlflow ``PipelineML``, which must not be summed into others.
@@ -93,8 +112,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     )
     pipelines = {name: block_pipeline(name) for name in blocks if _available(name)}
     pipelines["__default__"] = sum(
-        (pipelines[name] for name in (*DATA, "mean_image")), Pipeline([])
+        (pipelines[name] for name in (*SYNTH, "mean_image")), Pipeline([])
     )
+    for name in TOOLS:
+        if _available(name):
+            pipelines[name] = block_pipeline(name)
     for name, (parts, compared, method) in COMPOSITES.items():
         if not all(_available(part) for part in parts):
             logger.debug("pipeline %s: a building block is missing", name)

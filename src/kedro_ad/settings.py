@@ -4,7 +4,7 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from kedro_ad.hooks import InputErrorHook, RunTagsHook
+from kedro_ad.hooks import DistributedRunHook, InputErrorHook, RunTagsHook
 
 # Telemetry and hub access stay off even when `kedro` is called outside the Makefile.
 for _key, _value in {
@@ -16,7 +16,7 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-HOOKS = (RunTagsHook(), InputErrorHook())
+HOOKS = (RunTagsHook(), InputErrorHook(), DistributedRunHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

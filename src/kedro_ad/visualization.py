@@ -8,7 +8,8 @@ share colour maps, ranges and layout:
   anomaly map, mask, ...), what every method's reconstruction figure is, of the
   images :func:`examples_per_class` picks;
 * :func:`overlay_figure` -- input / ground truth / map / map over input rows;
-* :func:`samples_figure` -- images with outlined masks; :func:`message_figure`.
+* :func:`samples_figure` -- images with outlined masks; :func:`message_figure`;
+* :func:`comparison_figure` -- methods side by side per data version.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -24,6 +26,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def roc_pr_figure(
@@ -233,5 +238,35 @@ def training_figure(history: dict[str, list[dict]], title: str) -> plt.Figure:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(textwrap.fill(title, 110), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figure(means: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Methods side by side: class-mean image AUROC, pixel AUROC and AU-PRO, one
+    row of bars per data version (``means``: version -> the ``mean`` rows of the
+    comparison table, one per method)."""
+    shown = [
+        ("image_auroc", "image AUROC"),
+        ("pixel_auroc", "pixel AUROC"),
+        ("pixel_aupro", "AU-PRO"),
+    ]
+    fig, axes = plt.subplots(
+        len(means), 1, figsize=(10, 3.2 * len(means)), squeeze=False
+    )
+    for ax, (version, rows) in zip(axes[:, 0], means.items(), strict=True):
+        methods = rows["method"].tolist()
+        x = np.arange(len(methods))
+        width = 0.8 / len(shown)
+        for i, (column, label) in enumerate(shown):
+            values = 100 * rows[column].to_numpy(dtype=float)
+            bars = ax.bar(x + (i - 1) * width, values, width, label=label)
+            ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
+        ax.set_xticks(x, methods)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("percent (test split)")
+        ax.set_title(f"data version {version}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

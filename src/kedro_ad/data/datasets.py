@@ -17,10 +17,22 @@ class ArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]
     Saving writes a temporary file beside the target and renames it into place, so
     an interrupted run never leaves a half-written file behind. Strings are stored
     as numpy unicode arrays, so loading needs no pickle.
+
+    ``version_key``: when set, loading adds that key holding the file's MD5 (hex).
+    numpy writes ``.npz`` files byte-for-byte reproducibly (fixed zip timestamps),
+    so the MD5 is a content hash of the arrays, and it is the hash DVC records for
+    the file in ``dvc.lock``: the catalog's ``dataset_arrays`` names the version of
+    the data every model saw (``data_version``). The key is never saved.
     """
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        filepath: str,
+        version_key: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
         self._filepath = PurePosixPath(filepath)
+        self._version_key = version_key
         self.metadata = metadata
 
     def _load(self) -> dict[str, np.ndarray]:
@@ -30,11 +42,18 @@ class ArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]
                 f"{path}: file does not exist (run the step that makes it)"
             )
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+            out = {key: data[key] for key in data.files}
+        if self._version_key:
+            out[self._version_key] = np.asarray(file_md5(path))
+        return out
 
     def _save(self, data: dict[str, np.ndarray]) -> None:
         path = Path(self._filepath)
-        arrays = {key: np.asarray(value) for key, value in data.items()}
+        arrays = {
+            key: np.asarray(value)
+            for key, value in data.items()
+            if key != self._version_key
+        }
         for key, value in arrays.items():
             if value.dtype == object:
                 raise DatasetError(f"{path}: array '{key}' has dtype object")
@@ -45,7 +64,15 @@ class ArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]
         return Path(self._filepath).is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
+        return {"filepath": str(self._filepath), "version_key": self._version_key}
+
+
+def file_md5(path: str | Path) -> str:
+    """Hex MD5 of a file's bytes: what DVC 3 records for a file it tracks."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 class ModelFolderDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):

@@ -7,6 +7,18 @@ split. A method brings its modules, a ``sample_batch`` and a ``loss_fn``.
 
 Reproducibility: step ``s`` draws its batch and its noise from generators seeded by
 ``(seed, s)``, so a run resumed from a checkpoint reproduces an uninterrupted one.
+
+Several processes (``accelerate launch --num_processes N -m kedro run --pipeline
+NAME``, on GPUs or CPUs, one machine or several sharing the checkpoint folder)
+train data-parallel with no change to a method: process ``r`` draws its batches and
+noise from ``(seed, s, r)``, so each sees other data; after each backward pass the
+gradients are averaged over the processes (by hand, since methods call their own
+modules rather than a ``DistributedDataParallel`` wrapper) and buffers are copied
+from process 0, so the weights stay equal everywhere. The effective batch is
+``batch_size * N``. Only process 0 validates (the others receive its figures),
+writes checkpoints, best weights and the resume key, and shows the progress bar;
+every process saves its own RNG state into the checkpoint so a resume with the
+same ``N`` reproduces the run.
 """
 
 from __future__ import annotations
@@ -19,13 +31,14 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import send_to_device
+from accelerate.utils import broadcast_object_list, send_to_device
 from tqdm.auto import tqdm
 
 from kedro_ad.data.atomic import atomic_path
@@ -72,14 +85,19 @@ class TrainConfig:
                 raise ValueError(f"training parameters: {name} must be >= 1")
         return config
 
-    def resume_key(self, modules: Mapping[str, torch.nn.Module]) -> str:
-        """What must match for a checkpoint to be resumed: settings and shapes.
+    def resume_key(
+        self, modules: Mapping[str, torch.nn.Module], num_processes: int = 1
+    ) -> str:
+        """What must match for a checkpoint to be resumed: settings, shapes and
+        the number of processes (each draws its own batches).
 
         The budget and the checkpoint folder itself may change between tries.
         """
         settings = dataclasses.asdict(self)
         for volatile in ("checkpoint_dir", "max_minutes", "checkpoints_total_limit"):
             settings.pop(volatile)
+        if num_processes != 1:
+            settings["num_processes"] = int(num_processes)
         shapes = {
             name: sorted((k, list(v.shape)) for k, v in module.state_dict().items())
             for name, module in modules.items()
@@ -119,9 +137,15 @@ class _State:
         vars(self).update(state)
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The seed of step ``step``: distinct per step, identical across resumes."""
-    return (int(seed) * 1_000_003 + int(step)) % (2**63 - 1)
+def step_seed(seed: int, step: int, process: int = 0) -> int:
+    """The seed of step ``step`` on process ``process``: distinct per step and per
+    process, identical across resumes (process 0: the single-process seed).
+
+    torch's CPU generator keeps the low 32 bits of a seed, so the process offset
+    (an odd 32-bit constant, the golden ratio's) moves those bits.
+    """
+    offset = int(process) * 0x9E3779B1
+    return (int(seed) * 1_000_003 + int(step) + offset) % (2**63 - 1)
 
 
 def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -185,14 +209,17 @@ def fit(
         raise ValueError(f"{description}: no trainable parameters")
 
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    main = accelerator.is_main_process
     optimizer = torch.optim.AdamW(
         groups, lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    names = list(modules)
-    prepared = accelerator.prepare(*modules.values(), optimizer)
-    optimizer = prepared[-1]
-    for name, module in zip(names, prepared[:-1], strict=True):
-        modules[name] = module
+    # Placed on the device and registered for checkpoints, never wrapped in
+    # DistributedDataParallel: methods call their own modules, so a wrapper would
+    # be bypassed; gradients are averaged by hand below (_synchronise).
+    for name in list(modules):
+        modules[name] = accelerator.prepare_model(modules[name], evaluation_mode=True)
+    optimizer = accelerator.prepare_optimizer(optimizer)
     state = _State()
     accelerator.register_for_checkpointing(state)
     ema = None
@@ -201,36 +228,48 @@ def fit(
 
         ema = EMAModel(trainable, decay=float(config.ema_decay))
         accelerator.register_for_checkpointing(ema)
+    buffers = [
+        b for m in modules.values() for b in m.buffers() if b.is_floating_point()
+    ]
+
+    def from_main(value: Any) -> Any:
+        """``value`` as process 0 has it (itself when there is one process)."""
+        return broadcast_object_list([value])[0] if world > 1 else value
 
     folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-    key = config.resume_key(modules)
+    key = config.resume_key(modules, world)
     resumed_from = None
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        key_file = folder / "resume_key.json"
-        existing = _checkpoints(folder)
-        old_key = (
-            json.loads(key_file.read_text())["key"] if key_file.is_file() else None
-        )
-        if existing and old_key == key:
-            step, path = existing[-1]
-            accelerator.load_state(str(path))
+        resume = None
+        if main:  # one process decides; the others follow its decision
+            folder.mkdir(parents=True, exist_ok=True)
+            key_file = folder / "resume_key.json"
+            existing = _checkpoints(folder)
+            old_key = (
+                json.loads(key_file.read_text())["key"] if key_file.is_file() else None
+            )
+            if existing and old_key == key:
+                resume = str(existing[-1][1])
+            elif existing or old_key is not None:
+                logger.warning(
+                    "%s: %s holds checkpoints of other settings; starting afresh",
+                    description,
+                    folder,
+                )
+                _clear(folder)
+            key_file.write_text(json.dumps({"key": key}))
+        resume = from_main(resume)
+        if resume is not None:
+            accelerator.load_state(resume)
             resumed_from = state.step
-            logger.warning(
-                "%s: resuming from %s (step %d of %d)",
-                description,
-                path,
-                state.step,
-                config.max_steps,
-            )
-        elif existing or old_key is not None:
-            logger.warning(
-                "%s: %s holds checkpoints of other settings; starting afresh",
-                description,
-                folder,
-            )
-            _clear(folder)
-        key_file.write_text(json.dumps({"key": key}))
+            if main:
+                logger.warning(
+                    "%s: resuming from %s (step %d of %d)",
+                    description,
+                    resume,
+                    state.step,
+                    config.max_steps,
+                )
     best_file = folder / "best_weights.pt" if folder is not None else None
     best_weights = None
     if best_file is not None and best_file.is_file() and resumed_from is not None:
@@ -253,12 +292,14 @@ def fit(
         nonlocal best_weights
         metrics: dict[str, float] = {}
         if validate_fn is not None:
-            for module in modules.values():
-                module.eval()
-            with torch.no_grad():
-                metrics = {k: float(v) for k, v in validate_fn().items()}
-            for module in modules.values():
-                module.train()
+            if main:  # the weights are equal everywhere: one process scores
+                for module in modules.values():
+                    module.eval()
+                with torch.no_grad():
+                    metrics = {k: float(v) for k, v in validate_fn().items()}
+                for module in modules.values():
+                    module.train()
+            metrics = from_main(metrics)
             for name, value in metrics.items():
                 _append(state.history, name, state.step, value)
             if monitor not in metrics:
@@ -271,9 +312,11 @@ def fit(
                 n: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
                 for n, m in unwrapped().items()
             }
-            if best_file is not None:
+            if best_file is not None and main:
                 with atomic_path(best_file) as tmp:
                     torch.save(best_weights, tmp)
+        if not main:
+            return
         logger.info(
             "%s step %d: %s (best %s=%.4f at step %d)",
             description,
@@ -285,12 +328,53 @@ def fit(
         )
 
     def checkpoint() -> None:
-        # loop_state.json marks a complete checkpoint; the folder appears whole
-        with atomic_path(folder / f"checkpoint_{state.step}", folder=True) as tmp:
+        # loop_state.json marks a complete checkpoint; the folder appears whole.
+        # Process 0 makes the folder; every process saves into it (weights and
+        # optimiser once, from process 0; each its RNG state), then it is renamed.
+        final = folder / f"checkpoint_{state.step}"
+        with atomic_path(final, folder=True) if main else nullcontext() as tmp:
+            tmp = Path(from_main(str(tmp) if main else None))
             accelerator.save_state(str(tmp))
-            (tmp / "loop_state.json").write_text(json.dumps({"step": state.step}))
-        for _, old in _checkpoints(folder)[: -config.checkpoints_total_limit]:
-            shutil.rmtree(old)
+            accelerator.wait_for_everyone()
+            if main:
+                (tmp / "loop_state.json").write_text(json.dumps({"step": state.step}))
+        accelerator.wait_for_everyone()
+        if main:
+            for _, old in _checkpoints(folder)[: -config.checkpoints_total_limit]:
+                shutil.rmtree(old)
+
+    def synchronise(loss: torch.Tensor, out_of_time: bool) -> tuple[bool, bool]:
+        """Average the gradients over the processes and copy buffers from process
+        0; return (some loss was not finite, some process is out of time), the
+        same answer on every process so that all stop together."""
+        finite = bool(torch.isfinite(loss))
+        if world == 1:
+            return not finite, out_of_time
+        grads = [
+            p.grad if p.grad is not None else torch.zeros_like(p) for p in trainable
+        ]
+        flags = torch.tensor(
+            [float(not finite), float(out_of_time)], device=accelerator.device
+        )
+        flat = torch.cat([g.reshape(-1) for g in grads] + [flags.to(grads[0].dtype)])
+        torch.distributed.all_reduce(flat)
+        flat /= world
+        offset = 0
+        for param, grad in zip(trainable, grads, strict=True):
+            size = grad.numel()
+            if param.grad is None:
+                param.grad = grad
+            param.grad.copy_(flat[offset : offset + size].view_as(grad))
+            offset += size
+        some_not_finite, some_out_of_time = bool(flat[-2] > 0), bool(flat[-1] > 0)
+        if buffers:
+            packed = torch.cat([b.reshape(-1) for b in buffers])
+            torch.distributed.broadcast(packed, src=0)
+            offset = 0
+            for buffer in buffers:
+                buffer.copy_(packed[offset : offset + buffer.numel()].view_as(buffer))
+                offset += buffer.numel()
+        return some_not_finite, some_out_of_time
 
     for module in modules.values():
         module.train()
@@ -303,21 +387,29 @@ def fit(
         desc=description,
         mininterval=5,
         dynamic_ncols=True,
+        disable=not main,
     )
     while state.step < config.max_steps:
-        seed = step_seed(config.seed, state.step)
+        seed = step_seed(config.seed, state.step, rank)
         torch.manual_seed(seed)  # dropout and anything else on the global RNG
         generator = torch.Generator().manual_seed(seed)
         batch = send_to_device(sample_batch(state.step, generator), accelerator.device)
         with accelerator.autocast():
             losses = loss_fn(batch, generator)
         loss = losses["loss"]
-        if not torch.isfinite(loss):
+        if torch.isfinite(loss):
+            accelerator.backward(loss)
+        out_of_time = (
+            config.max_minutes is not None
+            and time.monotonic() - start > 60 * config.max_minutes
+        )
+        not_finite, out_of_time = synchronise(loss, out_of_time)
+        if not_finite:
             raise FloatingPointError(
-                f"{description}: loss is {loss.item()} at step {state.step}; "
-                "lower training.learning_rate or check the inputs"
+                f"{description}: loss is {loss.item()} at step {state.step}"
+                + (" on some process" if world > 1 else "")
+                + "; lower training.learning_rate or check the inputs"
             )
-        accelerator.backward(loss)
         if config.grad_clip:
             accelerator.clip_grad_norm_(trainable, config.grad_clip)
         optimizer.step()
@@ -334,9 +426,6 @@ def fit(
             bar.set_postfix(loss=f"{sum(running['loss']) / len(running['loss']):.4f}")
             running = {}
         bar.update(1)
-        out_of_time = (
-            config.max_minutes is not None and state.seconds > 60 * config.max_minutes
-        )
         if (
             state.step % config.validate_every == 0
             or state.step == config.max_steps
@@ -346,6 +435,9 @@ def fit(
         if folder is not None and state.step % config.checkpoint_every == 0:
             checkpoint()
         if out_of_time and state.step < config.max_steps:
+            if not main:
+                stopped_early = True
+                break
             logger.warning(
                 "%s: stopped at step %d of %d: the %.1f-minute budget "
                 "(training.max_minutes) is spent",
@@ -364,7 +456,8 @@ def fit(
     for name, module in unwrapped().items():
         module.load_state_dict(best_weights[name])
         module.eval()
-    if folder is not None:  # finished cleanly: nothing left to resume
+    accelerator.wait_for_everyone()
+    if folder is not None and main:  # finished cleanly: nothing left to resume
         _clear(folder)
     return TrainResult(
         history=state.history,

@@ -9,6 +9,7 @@ schedule, the classes of per-class models) and one ``unet``/``seg`` pair, or wit
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -333,6 +334,7 @@ def train_diffusionad(
     ``checkpoint_rule`` (``params:checkpoint_rule``; None: the default) picks the
     kept step and is recorded in the model's settings.
     """
+    started = time.perf_counter()
     rule = CheckpointRule.from_params(checkpoint_rule)
     train = arrays["splits"] == "train"
     from kedro_ad.synthesis import texture_rows
@@ -370,6 +372,7 @@ def train_diffusionad(
             history.update({f"{cls}/{k}": v for k, v in hist.items()})
         model = _pack(networks, _settings(params, classes))
     model["settings"]["checkpoint_rule"] = rule.name
+    model["settings"]["train_seconds"] = time.perf_counter() - started
     figure = training_figure(
         history,
         f"{METHOD}: training losses and validation metrics; kept the step with the "
@@ -387,6 +390,7 @@ def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
     images = arrays["images"][index]
     classes = arrays["classes"][index]
     inference = params["inference"]
+    started = time.perf_counter()
     scores, maps, recons = _score_rows(
         networks,
         to_unit_images(images, size),
@@ -395,6 +399,7 @@ def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
         images.shape[1:3],
         progress=True,
     )
+    score_seconds = time.perf_counter() - started
     lams = ", ".join(str(int(t)) for t in inference["timesteps"])
     k = top_k_for(size, size, int(inference.get("top_k_at_256", 50)))
     predictions = make_predictions(
@@ -405,6 +410,8 @@ def score_diffusionad(model: dict, arrays: dict[str, np.ndarray], params: dict):
         METHOD,
         DESCRIPTION.format(lams=lams, k=k) + f" at {size}px",
         model["settings"].get("checkpoint_rule", NOT_RECORDED),
+        train_seconds=model["settings"].get("train_seconds", np.nan),
+        score_seconds=score_seconds,
     )
     chosen = examples_per_class(
         classes, arrays["labels"][index], int(inference.get("n_figure", 6))

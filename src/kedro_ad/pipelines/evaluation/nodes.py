@@ -5,7 +5,10 @@
 ``scores`` [N], ``maps`` [N,H,W], ``method``, ``description`` and
 ``checkpoint_rule`` (how the method chose its checkpoint:
 :class:`kedro_ad.metrics.checkpoint.CheckpointRule`'s name, or that it trained
-nothing), which every table names.
+nothing), which every table names. Predictions made by :func:`make_predictions`
+also carry what they were scored against (``labels``, ``classes``,
+``defect_types``, ``masks``) and ``data_version`` (``dataset_arrays``' hash), so
+the comparison can read them without the data they came from.
 """
 
 from __future__ import annotations
@@ -69,8 +72,9 @@ def make_predictions(
         timings: ``train_seconds`` and ``score_seconds`` when known (shown by the
             comparison table).
     """
+    index = np.asarray(index)
     out = {
-        "index": np.asarray(index),
+        "index": index,
         "image_paths": arrays["image_paths"][index],
         "scores": np.asarray(scores, dtype=np.float32),
         "maps": np.asarray(maps).astype(np.float16),
@@ -78,6 +82,12 @@ def make_predictions(
         "description": np.asarray(description),
         "checkpoint_rule": np.asarray(checkpoint_rule),
     }
+    # what the rows were scored against: the comparison reads predictions alone
+    for key in ("labels", "classes", "defect_types", "masks"):
+        if key in arrays:
+            out[key] = arrays[key][index]
+    if "data_version" in arrays:
+        out["data_version"] = np.asarray(arrays["data_version"])
     out.update({key: np.float64(value) for key, value in timings.items()})
     return out
 
@@ -102,32 +112,29 @@ def describe_data(arrays: dict, data: dict) -> str:
     )
 
 
-def compute_metrics_table(
-    predictions: dict, arrays: dict, evaluation: dict
-) -> pd.DataFrame:
-    """Per-class metrics, plus the mean over classes as the last row."""
-    index = _test_index(predictions, arrays)
-    labels, classes = arrays["labels"][index], arrays["classes"][index]
-    scores = predictions["scores"].astype(np.float64)
-    rows = []
-    for cls in sorted(set(classes.tolist())):
-        m = classes == cls
-        image = image_metrics(labels[m], scores[m])
-        pixel = pixel_metrics(
-            arrays["masks"][index[m]],
-            predictions["maps"][m].astype(np.float32),
-            fpr_limit=evaluation["aupro_fpr_limit"],
-        )
-        row = {
-            "class": cls,
-            "n_classes": 1,
-            "n_images": int(m.sum()),
-            "n_anomalous": int(labels[m].sum()),
-        }
-        row.update({f"image_{k}": float(v) for k, v in image.items()})
-        row.update({f"pixel_{k}": float(v) for k, v in pixel.items()})
-        rows.append(row)
-    table = pd.DataFrame(rows)
+def group_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    masks: np.ndarray,
+    maps: np.ndarray,
+    fpr_limit: float,
+) -> dict[str, float | int]:
+    """Image and pixel metrics (:data:`COLUMNS`) of one group of test images, with
+    ``n_images`` and ``n_anomalous``."""
+    row: dict[str, float | int] = {
+        "n_images": len(labels),
+        "n_anomalous": int(np.asarray(labels).sum()),
+    }
+    image = image_metrics(labels, np.asarray(scores, dtype=np.float64))
+    pixel = pixel_metrics(masks, np.asarray(maps, np.float32), fpr_limit=fpr_limit)
+    row.update({f"image_{k}": float(v) for k, v in image.items()})
+    row.update({f"pixel_{k}": float(v) for k, v in pixel.items()})
+    return row
+
+
+def with_class_mean(table: pd.DataFrame, what: str = "Classes") -> pd.DataFrame:
+    """``table`` (one row per class) plus a ``mean`` row over the classes whose
+    metrics are defined; ``n_classes`` says how many it covers."""
     mean = {
         "class": "mean",
         "n_images": int(table["n_images"].sum()),
@@ -138,13 +145,37 @@ def compute_metrics_table(
     scored = table["image_auroc"].notna()
     if not scored.all():
         logger.warning(
-            "Classes %s lack good or anomalous test images: their metrics are "
+            "%s %s lack good or anomalous test images: their metrics are "
             "undefined and left out of the mean",
+            what,
             table.loc[~scored, "class"].tolist(),
         )
     mean["n_classes"] = int(scored.sum())
     mean.update({c: float(table.loc[scored, c].mean()) for c in COLUMNS})
-    table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+def compute_metrics_table(
+    predictions: dict, arrays: dict, evaluation: dict
+) -> pd.DataFrame:
+    """Per-class metrics, plus the mean over classes as the last row."""
+    index = _test_index(predictions, arrays)
+    labels, classes = arrays["labels"][index], arrays["classes"][index]
+    rows = []
+    for cls in sorted(set(classes.tolist())):
+        m = classes == cls
+        row = {"class": cls, "n_classes": 1}
+        row.update(
+            group_metrics(
+                labels[m],
+                predictions["scores"][m],
+                arrays["masks"][index[m]],
+                predictions["maps"][m],
+                evaluation["aupro_fpr_limit"],
+            )
+        )
+        rows.append(row)
+    table = with_class_mean(pd.DataFrame(rows))
     table.insert(0, "method", str(predictions["method"]))
     table.insert(1, "checkpoint_rule", checkpoint_rule(predictions))
     return table[

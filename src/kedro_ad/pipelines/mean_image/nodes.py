@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from kedro_ad.metrics.checkpoint import NO_CHECKPOINT
@@ -15,9 +17,10 @@ def fit_mean_image(
     arrays: dict[str, np.ndarray], params: dict
 ) -> dict[str, np.ndarray]:
     """Fit on the train split; normalisation statistics from the validation split."""
+    started = time.perf_counter()
     train = arrays["splits"] == "train"
     val = arrays["splits"] == "val"
-    return mean_image.fit(
+    model = mean_image.fit(
         arrays["images"][train],
         arrays["classes"][train],
         arrays["images"][val],
@@ -25,6 +28,8 @@ def fit_mean_image(
         smoothing_sigma=float(params["smoothing_sigma"]),
         std_floor=float(params["std_floor"]),
     )
+    model["train_seconds"] = np.float64(time.perf_counter() - started)
+    return model
 
 
 def score_mean_image(
@@ -36,9 +41,11 @@ def score_mean_image(
     evaluation can refuse predictions made on other data.
     """
     index = np.flatnonzero(arrays["splits"] == "test")
+    started = time.perf_counter()
     scores, maps = mean_image.predict(
         model, arrays["images"][index], arrays["classes"][index]
     )
+    score_seconds = time.perf_counter() - started
     return make_predictions(
         arrays,
         index,
@@ -48,6 +55,8 @@ def score_mean_image(
         "mean-image baseline: per-pixel z-distance to the class's mean training "
         "image (a trivial scorer, not a method from the papers)",
         NO_CHECKPOINT,
+        train_seconds=float(model.get("train_seconds", np.nan)),
+        score_seconds=score_seconds,
     )
 
 
