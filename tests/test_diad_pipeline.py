@@ -141,6 +141,10 @@ def test_each_variant_scores_the_test_split(trained, variant):
     history = catalog.load(f"{variant}.training_history")
     diagnostics = {"val_fidelity", "val_feature_distance", "val_copy_ratio"}
     assert {"loss", "val_score", "val_pixel_aupro", *diagnostics} <= set(history)
+    # every validation sees the weights of its step (a pass kept from an earlier
+    # step once made every checkpoint look like the first and kept the first)
+    fidelity = [h["value"] for h in history["val_fidelity"]]
+    assert len(fidelity) == 2 and fidelity[0] != fidelity[1]
     # t' and the map statistics come from the validation split
     assert model["inference"]["t_start"] in (300, 900)
     assert len(model["val_metrics_by_choice"]) == 2 * len(

@@ -323,13 +323,14 @@ class _Validation:
             )
         return self._references
 
-    def _pass(self, t_start: int | None) -> dict[str, Any]:
-        """Reconstructions, raw maps and diagnostics at one ``t'`` (kept for the
-        other standardisations of the same pass)."""
+    def _pass(self, t_start: int | None, reuse: bool) -> dict[str, Any]:
+        """Reconstructions, raw maps and diagnostics at one ``t'``. ``reuse``: the
+        previous pass, if it was at the same ``t'`` (only while the weights have
+        not changed since: the other standardisations of one calibration)."""
         key = (
             t_start if t_start is not None else int(self.model["inference"]["t_start"])
         )
-        if self._cache.get("t_start") == key:
+        if reuse and self._cache.get("t_start") == key:
             return self._cache
         n, inference = self.n, self.model["inference"]
         dev = next(self.recon.unet.parameters()).device
@@ -366,12 +367,13 @@ class _Validation:
         return self._cache
 
     def __call__(
-        self, t_start: int | None = None, mode: str | None = None
+        self, t_start: int | None = None, mode: str | None = None, reuse: bool = False
     ) -> dict[str, float]:
         """The rule's metrics and the diagnostics at ``t'`` with one
-        standardisation (defaults: those of the parameters)."""
+        standardisation (defaults: those of the parameters). A fresh pass unless
+        ``reuse`` (the training loop validates changed weights at every call)."""
         n, model = self.n, self.model
-        done = self._pass(t_start)
+        done = self._pass(t_start, reuse)
         raw = done["raw"]
         std = _standardize_settings(model, mode)
         mean_map, std_map = map_statistics(
@@ -442,8 +444,8 @@ def _calibrate(validation: _Validation, model: dict) -> dict[str, Any]:
     candidates = candidates or [int(inference["t_start"])]
     results = {}
     for t in candidates:
-        for mode in _standardize_modes(model):
-            results[(t, mode)] = validation(t, mode)
+        for k, mode in enumerate(_standardize_modes(model)):
+            results[(t, mode)] = validation(t, mode, reuse=k > 0)
             logger.info(
                 "%s: t'=%d, standardize=%s on synthetic_validation %s",
                 model["kind"],
@@ -452,7 +454,7 @@ def _calibrate(validation: _Validation, model: dict) -> dict[str, Any]:
                 {k: round(v, 4) for k, v in results[(t, mode)].items()},
             )
     best = max(results, key=lambda k: np.nan_to_num(results[k]["val_score"], nan=-1))
-    chosen = validation(*best)  # again, so validation.last holds the choice
+    chosen = validation(*best, reuse=True)  # so validation.last holds the choice
     return {
         "t_start": best[0],
         "standardize": best[1],
