@@ -248,3 +248,31 @@ def test_a_local_sd_unet_folder_initialises_unet_and_sg(tmp_path):
     params["model"]["pretrained_unet_path"] = str(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="no diffusers UNet2DConditionModel"):
         _build_unet("diad", params, SIZE, 4, ["obj", "tex"])
+
+
+def test_same_seed_same_model_whatever_ran_before(tmp_path):
+    """Initial weights come from the training seed, not from the state that earlier
+    work left in torch's global generator: two runs give the same predictions."""
+    import torch
+
+    arrays = _arrays()
+    ae_params, variants = _params(tmp_path)
+    scores = []
+    for before in (1, 2):
+        torch.manual_seed(before)  # what other nodes or tests left behind
+        torch.rand(before * 7)
+        datasets = {
+            "dataset_arrays": MemoryDataset(arrays),
+            "synthetic_validation": MemoryDataset(_synthetic(arrays)),
+            "params:autoencoder": MemoryDataset(ae_params),
+            "params:checkpoint_rule": MemoryDataset(None),
+            "params:diad": MemoryDataset(variants["diad"]),
+        }
+        pipeline = create_autoencoder() + create_pipeline(
+            variant="diad"
+        ).only_nodes_with_tags("training")
+        datasets.update({o: _Kept(copy_mode="assign") for o in pipeline.all_outputs()})
+        catalog = DataCatalog(datasets)
+        SequentialRunner().run(pipeline, catalog)
+        scores.append(catalog.load("diad.predictions")["scores"])
+    np.testing.assert_array_equal(scores[0], scores[1])

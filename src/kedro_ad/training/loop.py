@@ -137,6 +137,16 @@ class _State:
         vars(self).update(state)
 
 
+def seed_weights(seed: int) -> None:
+    """Seed torch's global generator before a node builds its networks.
+
+    Initial weights come from that generator, whose state otherwise depends on
+    whatever ran before in the process (other nodes, other tests): the same
+    training seed then gave different weights and metrics from run to run.
+    """
+    torch.manual_seed(int(seed))
+
+
 def step_seed(seed: int, step: int, process: int = 0) -> int:
     """The seed of step ``step`` on process ``process``: distinct per step and per
     process, identical across resumes (process 0: the single-process seed).

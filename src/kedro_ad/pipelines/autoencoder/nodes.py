@@ -10,7 +10,7 @@ import torch
 from kedro_ad.models.common import device
 from kedro_ad.models.diad import autoencoder as ae
 from kedro_ad.models.maps import to_unit_images
-from kedro_ad.training import TrainConfig, fit
+from kedro_ad.training import TrainConfig, fit, seed_weights
 from kedro_ad.visualization import Panel, panel_figure
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def train_autoencoder(arrays: dict, params: dict):
     size = int(params.get("image_size") or arrays["images"].shape[1])
     train, val = _split(arrays, "train", size), _split(arrays, "val", size)
     path = params.get("pretrained_path")
+    seed_weights(params["training"].get("seed", 0))
     if path:
         vae, source = ae.load_autoencoder(path), f"pretrained from {path}"
     else:

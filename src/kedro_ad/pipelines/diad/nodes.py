@@ -56,7 +56,7 @@ from kedro_ad.models.maps import (
 from kedro_ad.pipelines.evaluation.nodes import make_predictions
 from kedro_ad.serving import as_image_batch, served_output
 from kedro_ad.synthesis.shapes import shape_defects
-from kedro_ad.training import TrainConfig, fit
+from kedro_ad.training import TrainConfig, fit, seed_weights
 from kedro_ad.visualization import Panel, panel_figure, training_figure
 
 logger = logging.getLogger(__name__)
@@ -639,6 +639,7 @@ def _train_baseline(kind, arrays, synthetic, autoencoder, params, checkpoint_rul
     vae, factor = _autoencoder(kind, autoencoder, size)
     class_names = sorted(set(arrays["classes"][arrays["splits"] == "train"].tolist()))
     channels = 4 if vae is None else int(vae.config.latent_channels)
+    seed_weights(params["training"].get("seed", 0))
     unet = _build_unet(kind, params, size, factor, class_names, channels)
     model = _new_model(kind, params, size, factor, class_names, {"unet": unet})
     recon = _reconstructor(model, vae).to(device())
@@ -671,6 +672,7 @@ def train_diad_prior(arrays: dict, autoencoder_model: dict, params: dict):
     size = int(params.get("image_size") or arrays["images"].shape[1])
     vae, factor = _autoencoder("diad", autoencoder_model, size)
     class_names = sorted(set(arrays["classes"][arrays["splits"] == "train"].tolist()))
+    seed_weights(params["prior"]["training"].get("seed", 0))
     unet = _build_unet(
         "diad", params, size, factor, class_names, int(vae.config.latent_channels)
     )
@@ -771,6 +773,7 @@ def train_diad(
         )
     class_names = sorted(set(arrays["classes"][arrays["splits"] == "train"].tolist()))
     unet = diad_prior["unet"]
+    seed_weights(params["training"].get("seed", 0))
     nets = {"unet": unet, "sg": _build_sg(unet, params, factor)}
     model = _new_model("diad", params, size, factor, class_names, nets)
     model["scheduler"] = dict(diad_prior["scheduler"])  # the prior's own schedule
