@@ -21,7 +21,7 @@ def _kedro(conf: Path, env: str) -> dict:
     return loader["parameters"]
 
 
-@pytest.mark.parametrize("env", ["paper", "local"])
+@pytest.mark.parametrize("env", ["paper", "real_cpu", "local"])
 def test_the_project_conf_reads_as_kedro_reads_it(env, tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(REPO / "conf", conf, ignore=shutil.ignore_patterns("local"))
@@ -31,6 +31,10 @@ def test_the_project_conf_reads_as_kedro_reads_it(env, tmp_path):
     assert ours == _kedro(conf, env)
     if env == "local":
         assert ours == load_parameters("base", conf)
+    elif env == "real_cpu":  # Magnetic Tile, DTD textures, 30 minutes of DiffusionAD
+        assert ours["data"]["root"].endswith("magnetic_tile")
+        assert ours["anomaly_synthesis"]["texture_dir"].endswith("dtd_subset")
+        assert ours["diffusionad"]["training"]["max_minutes"] == 30
     else:
         assert ours["diffusionad"]["model"]["image_size"] == 256
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from sklearn.metrics import roc_auc_score
 
 from kedro_ad.data.datasets import ModelFolderDataset
 from kedro_ad.metrics.checkpoint import CheckpointRule
@@ -13,14 +14,20 @@ from kedro_ad.models.ran import (
     RanUNet,
     build_ran,
     ensemble,
+    feature_mahalanobis_map,
     feature_mse_map,
+    fit_residual_gaussian,
     gradient_denoise,
     kl_weights,
     pixel_kl_map,
     ran_from_parts,
     ran_to_parts,
 )
-from kedro_ad.pipelines.ran.nodes import predict_ran, score_ran, train_ran
+from kedro_ad.pipelines.ran.nodes import (
+    predict_ran,
+    score_ran,
+    train_ran,
+)
 
 BACKBONE = {"name": "tf_efficientnet_lite0", "layers": [1, 2], "pretrained": True}
 MODEL = {
@@ -132,6 +139,94 @@ def test_normalisation_makes_the_pixel_term_standard_on_normal_images():
         ran.set_normalisation(pixel[:3], feature[:3], ids[:3])
 
 
+def test_feature_mahalanobis_is_the_errors_distance_to_their_gaussian():
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(4, 4))
+    residuals = torch.from_numpy(
+        np.einsum("nchw,cd->ndhw", rng.normal(size=(50, 4, 2, 3)), mixing)
+    ).float()
+    mean, inv = fit_residual_gaussian(residuals, eps=0.01)
+    assert mean.shape == (6, 4) and inv.shape == (6, 4, 4)
+    at = residuals[:, :, 1, 2].double().numpy()  # position 1 * 3 + 2
+    reference = np.linalg.inv(np.cov(at.T) + 0.01 * np.eye(4))
+    np.testing.assert_allclose(inv[5].numpy(), reference, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(mean[5].numpy(), at.mean(0), atol=1e-6)
+    x = torch.from_numpy(rng.normal(size=(1, 4, 2, 3))).float()
+    dist = feature_mahalanobis_map(x, mean[None], inv[None])
+    delta = x[0, :, 1, 2].double().numpy() - at.mean(0)
+    assert float(dist[0, 1, 2]) == pytest.approx(
+        float(np.sqrt(delta @ reference @ delta)), rel=1e-4
+    )
+    with pytest.raises(ValueError, match=">= 2 images"):
+        fit_residual_gaussian(residuals[:1])
+
+
+def test_position_normalisation_lets_a_small_defect_beat_a_busy_normal_spot():
+    """Why RAN's image score lost to PaDiM on Magnetic Tile: one mean and std per
+    map lets the place where every normal image is noisy win the max."""
+    g = torch.Generator().manual_seed(0)
+    normal = torch.rand(30, 1, 8, 8, generator=g)
+    normal[:, :, 0, 0] += 5 * torch.rand(30, 1, generator=g)  # a busy corner
+    anomaly = torch.rand(4, 1, 8, 8, generator=g)
+    anomaly[:, :, 5, 5] += 3.0  # a defect where normals are calm
+    pixel = torch.cat([normal, anomaly]).expand(-1, 2, -1, -1).contiguous()
+    labels = np.r_[np.zeros(30), np.ones(4)]
+    ids = torch.zeros(34, dtype=torch.long)
+    aurocs = {}
+    for mode in ("class", "position"):
+        ran = build_ran(
+            MODEL,
+            {**SCORING, "normalisation": mode},
+            ["a"],
+            feature_image_size=32,
+        ).eval()
+        ran.alpha, ran.sigma = 1.0, 0.0
+        pixel8 = torch.nn.functional.interpolate(pixel, size=16)
+        ran.set_normalisation(pixel8[:30], pixel8[:30], ids[:30])
+        scores = ran.combine(pixel8, pixel8, ids, 16)[0].numpy()
+        aurocs[mode] = roc_auc_score(labels, scores)
+    assert aurocs["position"] > 0.95 > aurocs["class"]
+
+
+def test_mahalanobis_feature_term_is_fitted_saved_and_required():
+    scoring = {**SCORING, "feature_metric": "mahalanobis", "residual_features": 8}
+    ran = build_ran(MODEL, scoring, ["a", "b"], feature_image_size=32).eval()
+    assert len(ran.residual_index) == 8
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(8, 3, 32, 32, generator=g)
+    ids = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ran.raw_maps(images, ids, torch.Generator().manual_seed(2), 4)
+    ran.fit_feature_gaussian(images, ids, torch.Generator().manual_seed(3), 4)
+    assert ran.residual_mean.shape == (2, 64, 8)
+    assert ran.residual_inv_covariance.shape == (2, 64, 8, 8)
+    pixel, feature = ran.raw_maps(images, ids, torch.Generator().manual_seed(2), 4)
+    assert torch.isfinite(feature).all() and (feature >= 0).all()
+    ran.set_normalisation(pixel, feature, ids)
+    again = ran_from_parts(ran_to_parts(ran))
+    assert again.feature_metric == "mahalanobis" and again.normalisation == "class"
+    p2, f2 = again.raw_maps(images, ids, torch.Generator().manual_seed(2), 4)
+    torch.testing.assert_close(f2, feature)
+    torch.testing.assert_close(
+        again.combine(p2, f2, ids, 32)[0], ran.combine(pixel, feature, ids, 32)[0]
+    )
+    with pytest.raises(ValueError, match="feature_metric"):
+        build_ran(MODEL, {**SCORING, "feature_metric": "l1"}, ["a"])
+
+
+def test_a_model_saved_with_flat_statistics_still_loads():
+    ran = _ran(("a", "b")).eval()
+    parts = ran_to_parts(ran)
+    for name in ("pixel_score_mean", "pixel_score_std"):
+        parts[name] = np.full((2, 2), 3.0 if name.endswith("std") else 1.0, np.float32)
+    for name in ("residual_mean", "residual_inv_covariance", "residual_index"):
+        parts.pop(name)
+    parts["config"].pop("feature_metric")
+    loaded = ran_from_parts(parts)
+    assert loaded.feature_metric == "mse"
+    assert float(loaded.pixel_score_std[1, 1, 7, 7]) == 3.0
+
+
 @pytest.mark.slow
 def test_gradient_descent_lowers_padim_loss_and_denoising_keeps_range():
     g = torch.Generator().manual_seed(3)
@@ -215,8 +310,14 @@ def _params(tmp_path):
             "validate_every": 2,
             "seed": 0,
         },
-        "validation": {"max_images": 8},
-        "scoring": SCORING,
+        "validation": {"max_images": 8, "alpha_images": 16},
+        "scoring": {
+            **SCORING,
+            "alpha_candidates": [0.25, 0.75],
+            "feature_metric": "mahalanobis",
+            "residual_features": 8,
+            "normalisation": "position",
+        },
         "inference": {"batch_size": 8, "seed": 0, "return_repairs": True},
         "repair": {
             "steps": 2,
@@ -247,11 +348,18 @@ def test_nodes_train_score_and_serve(tmp_path):
     parts, history, _ = train_ran(arrays, synthetic, params)
     assert {"loss", "noise_mse", "feature_mse", "val_score"} <= set(history)
     assert parts["training"]["steps_done"] == 4
+    # alpha chosen on synthetic_validation: the candidate with the best val_score
+    table = parts["training"]["alpha_choice"]
+    assert [row["alpha"] for row in table] == [0.25, 0.75]
+    best = max(table, key=lambda row: row["val_score"])["alpha"]
+    assert parts["config"]["alpha"] == best
+    assert parts["residual_inv_covariance"].shape[-1] == 8
     # normalisation statistics come from validation rows only: test rows are free
     changed = {**arrays, "images": arrays["images"].copy()}
     changed["images"][changed["splits"] == "test"] = 0
     again, _, _ = train_ran(changed, synthetic, params)
     np.testing.assert_array_equal(parts["pixel_score_std"], again["pixel_score_std"])
+    assert again["config"]["alpha"] == parts["config"]["alpha"]
     # the model folder round trip keeps the scores
     folder = ModelFolderDataset(str(tmp_path / "model"))
     folder.save(parts)

@@ -66,7 +66,22 @@ def pretrained_tag(params: dict, pipeline_inputs: set[str]) -> str:
 
 
 class InputErrorHook:
-    """Says a bad-input error in one log line, ahead of Kedro's long traceback."""
+    """Says a bad-input error in one log line, ahead of Kedro's long traceback;
+    stops a run that needs a missing optional extra before it starts."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        """A run with PatchCore's nodes (tag ``patchcore``) without anomalib ends
+        here with one message naming the extra to install, not a traceback."""
+        if not any("patchcore" in node.tags for node in pipeline.nodes):
+            return
+        from kedro_ad.models.patchcore import AnomalibMissingError, anomalib_patchcore
+
+        try:
+            anomalib_patchcore()
+        except AnomalibMissingError as error:
+            logger.error("Stopped before any work: %s", error)
+            raise SystemExit(f"Stopped before any work: {error}") from None
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict, pipeline, catalog):

@@ -50,12 +50,21 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
     ),
     "padim": ((*SYNTH, "padim"), (), "padim"),
     "ran": ((*SYNTH, "padim", "ran"), ("padim", "ran"), "ran"),
+    # anomalib's PatchCore (optional extra) beside the project's PaDiM, one run
+    "patchcore": ((*SYNTH, "padim", "patchcore"), ("padim", "patchcore"), "patchcore"),
     # the trivial baseline, served too: the quickest check of the registry path
     "mean_image_served": ((*SYNTH, "mean_image"), (), "mean_image"),
 }
 DIAD_VARIANTS = ("diad", "ldm", "ddpm")
 # blocks that score images and can be served: each gets a decision threshold
-METHODS = ("mean_image", "padim", "diffusionad", "ran", *DIAD_VARIANTS)
+METHODS = (
+    "mean_image",
+    "padim",
+    "patchcore",
+    "diffusionad",
+    "ran",
+    *DIAD_VARIANTS,
+)
 # pipelines that read what earlier runs left (the MLflow registry, stored results)
 TOOLS = ("promote", "inference", "compare")
 

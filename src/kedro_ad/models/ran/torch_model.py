@@ -6,9 +6,11 @@ extractor and a diffusers ``DDPMScheduler`` together:
 * training loss: noise MSE (pixel space) + ``feature_weight`` x MSE between the
   predicted and the true (normalised) features of the clean image;
 * scoring: at each timestep of ``timesteps`` the image is noised, the pixel KL term
-  and the feature MSE (Eq. 10) are measured, the KL term is normalised per timestep
-  and class with validation statistics, and Eq. 11 sums them; the map is upsampled
-  to the input size and Gaussian-smoothed; the image score is its maximum.
+  and the feature error (Eq. 10, ``feature_metric``: MSE or the Mahalanobis distance
+  to the training errors' Gaussian) are measured, both are normalised per timestep
+  and class (``normalisation``: one mean/std, or per position) with validation
+  statistics, and Eq. 11 sums them; the map is upsampled to the input size and
+  Gaussian-smoothed; the image score is its maximum.
 
 The UNet runs at ``unet.config.sample_size``; inputs of any size are resized to it
 and maps come back at the input size.
@@ -26,12 +28,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kedro_ad.models.backbones import FeatureExtractor
-from kedro_ad.models.maps import resize_images, resize_maps
+from kedro_ad.models.maps import map_statistics, resize_images, resize_maps
 
-from .anomaly_map import ensemble, feature_mse_map, kl_weights, pixel_kl_map
+from .anomaly_map import (
+    ensemble,
+    feature_mahalanobis_map,
+    feature_mse_map,
+    fit_residual_gaussian,
+    kl_weights,
+    pixel_kl_map,
+)
 from .unet import RanUNet
 
 logger = logging.getLogger(__name__)
+
+#: Eq. 10's distance between the clean image's features and the predicted ones
+FEATURE_METRICS = ("mse", "mahalanobis")
+#: how each term of Eq. 11 is normalised by normal validation maps
+NORMALISATIONS = ("class", "position")
 
 
 def concat_features(extractor: FeatureExtractor, images: torch.Tensor) -> torch.Tensor:
@@ -68,8 +82,25 @@ class RanModel(nn.Module):
         noise_samples: int = 1,
         normalize_features: bool = False,
         feature_image_size: int | None = None,
+        feature_metric: str = "mse",
+        normalisation: str = "class",
+        residual_channels: Sequence[int] | None = None,
+        residual_eps: float = 0.01,
     ) -> None:
         super().__init__()
+        if feature_metric not in FEATURE_METRICS:
+            raise ValueError(
+                f"ran: scoring.feature_metric must be one of {FEATURE_METRICS}, "
+                f"got {feature_metric!r}"
+            )
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"ran: scoring.normalisation must be one of {NORMALISATIONS}, "
+                f"got {normalisation!r}"
+            )
+        self.feature_metric = feature_metric
+        self.normalisation = normalisation
+        self.residual_eps = float(residual_eps)
         self.unet = unet
         self.extractor = extractor
         self.scheduler = scheduler
@@ -80,11 +111,23 @@ class RanModel(nn.Module):
         self.normalize_features = bool(normalize_features)
         self.feature_image_size = int(feature_image_size or self.size)
         n_classes, n_t = len(unet.config.class_names), len(self.timesteps)
-        for name in ("pixel", "feature"):
-            self.register_buffer(f"{name}_score_mean", torch.zeros(n_classes, n_t))
-            self.register_buffer(f"{name}_score_std", torch.ones(n_classes, n_t))
-        self.register_buffer("kl_weight", kl_weights(scheduler, self.timesteps))
+        side = int(unet.config.sample_size)
+        for name in ("pixel", "feature"):  # [class, t, S, S]: per position or flat
+            self.register_buffer(
+                f"{name}_score_mean", torch.zeros(n_classes, n_t, side, side)
+            )
+            self.register_buffer(
+                f"{name}_score_std", torch.ones(n_classes, n_t, side, side)
+            )
         channels = sum(extractor.out_channels)
+        index = (
+            list(range(channels)) if residual_channels is None else residual_channels
+        )
+        self.register_buffer("residual_index", torch.as_tensor(index, dtype=torch.long))
+        # the training errors' Gaussian (feature_metric mahalanobis), per class
+        self.register_buffer("residual_mean", torch.zeros(0))
+        self.register_buffer("residual_inv_covariance", torch.zeros(0))
+        self.register_buffer("kl_weight", kl_weights(scheduler, self.timesteps))
         if channels != unet.config.feature_channels:
             raise ValueError(
                 f"ran: the backbone gives {channels} channels but the UNet predicts "
@@ -158,6 +201,74 @@ class RanModel(nn.Module):
             "feature_mse": feature_mse.detach(),
         }
 
+    def _feature_error(
+        self, target: torch.Tensor, predicted: torch.Tensor, class_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Eq. 10's term ``[B, h, w]`` in ``feature_metric``."""
+        if self.feature_metric == "mse":
+            return feature_mse_map(target, predicted)
+        if self.residual_mean.numel() == 0:
+            raise RuntimeError(
+                "ran: the feature-error Gaussian is not fitted "
+                "(RanModel.fit_feature_gaussian)"
+            )
+        residual = (target - predicted)[:, self.residual_index]
+        ids = class_ids.to(residual.device)
+        return feature_mahalanobis_map(
+            residual, self.residual_mean[ids], self.residual_inv_covariance[ids]
+        )
+
+    @torch.no_grad()
+    def fit_feature_gaussian(
+        self,
+        images: torch.Tensor,
+        class_ids: torch.Tensor,
+        generator: torch.Generator,
+        batch_size: int = 16,
+        features: torch.Tensor | None = None,
+    ) -> None:
+        """The Gaussian per class and position of the feature errors of *training*
+        images (``feature_metric`` mahalanobis; a no-op for mse).
+
+        ``images``: ``[0, 1]`` images at any size; ``features``: their
+        :meth:`target_features` when already computed. Image ``i`` is noised at
+        ``timesteps[i % T]``: the errors of every scoring timestep go into one
+        Gaussian (measured on Magnetic Tile, the feature term barely changes with
+        t <= 100).
+        """
+        if self.feature_metric == "mse":
+            return
+        n_classes = len(self.unet.config.class_names)
+        residuals = []
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size]
+            ids = class_ids[start : start + batch_size].to(x.device)
+            target = (
+                self.target_features(x)
+                if features is None
+                else features[start : start + batch_size].to(x.device)
+            )
+            x0 = resize_images(x, self.size) * 2 - 1
+            steps = [
+                self.timesteps[(start + i) % len(self.timesteps)] for i in range(len(x))
+            ]
+            steps = torch.as_tensor(steps).to(x.device)
+            noise = torch.randn(x0.shape, generator=generator).to(x0)
+            _, feats = self.unet(self.scheduler.add_noise(x0, noise, steps), steps, ids)
+            residuals.append((target - feats)[:, self.residual_index].cpu())
+        residuals = torch.cat(residuals)
+        means, inverses = [], []
+        for c in range(n_classes):
+            own = residuals[class_ids.cpu() == c]
+            if len(own) < 2:
+                name = self.unet.config.class_names[c]
+                raise ValueError(f"ran: class {name} needs >= 2 training images")
+            mean, inv = fit_residual_gaussian(own, self.residual_eps)
+            means.append(mean)
+            inverses.append(inv)
+        self.residual_mean = torch.stack(means)
+        self.residual_inv_covariance = torch.stack(inverses)
+
     @torch.no_grad()
     def components(
         self, images: torch.Tensor, class_ids: torch.Tensor, generator: torch.Generator
@@ -182,7 +293,7 @@ class RanModel(nn.Module):
             noisy = self.scheduler.add_noise(x0_rep, noise, t)
             eps, feats = self.unet(noisy, t, cls_rep)
             pixel += pixel_kl_map(noise, eps, weight)
-            feature += feature_mse_map(target_rep, feats)
+            feature += self._feature_error(target_rep, feats, cls_rep)
         pixel = pixel / self.noise_samples
         feature = F.interpolate(
             (feature / self.noise_samples).unsqueeze(1),
@@ -219,13 +330,15 @@ class RanModel(nn.Module):
     def set_normalisation(
         self, pixel: torch.Tensor, feature: torch.Tensor, class_ids: torch.Tensor
     ) -> None:
-        """Per class and timestep mean/std of raw maps of *normal* images.
+        """Per class and timestep mean/std of raw maps of *normal* images, one per
+        map (``normalisation`` class) or per position (``position``: moments
+        smoothed with sigma 1 and the variance shrunk halfway to the class's, as
+        :func:`kedro_ad.models.maps.map_statistics` does).
 
         Only validation images may come here (never the test split).
         """
-        missing = sorted(
-            set(range(len(self.unet.config.class_names))) - set(class_ids.tolist())
-        )
+        n_classes = len(self.unet.config.class_names)
+        missing = sorted(set(range(n_classes)) - set(class_ids.tolist()))
         if missing:
             names = [self.unet.config.class_names[i] for i in missing]
             raise ValueError(f"ran: no normal validation images of classes {names}")
@@ -234,10 +347,22 @@ class RanModel(nn.Module):
                 getattr(self, f"{name}_score_mean"),
                 getattr(self, f"{name}_score_std"),
             )
-            for c in range(len(mean)):
-                values = maps[class_ids == c].double().transpose(0, 1).flatten(1)
-                mean[c] = values.mean(1).float()
-                std[c] = values.std(1).clamp_min(1e-12).float()
+            for t in range(maps.shape[1]):
+                if self.normalisation == "position":
+                    m, sd = map_statistics(
+                        maps[:, t].float(),
+                        class_ids,
+                        n_classes,
+                        mode="position",
+                        shrink=0.5,
+                        sigma=1.0,
+                    )
+                    mean[:, t], std[:, t] = m.to(mean), sd.clamp_min(1e-12).to(std)
+                    continue
+                for c in range(n_classes):  # one mean and std of all values
+                    values = maps[class_ids == c, t].double().flatten()
+                    mean[c, t] = float(values.mean())
+                    std[c, t] = max(float(values.std()), 1e-12)
 
     @torch.no_grad()
     def fit_normalisation(
@@ -265,15 +390,15 @@ class RanModel(nn.Module):
         def stat(name: str) -> torch.Tensor:
             return getattr(self, name).to(pixel.device)[ids]
 
-        if self.normalize_features:
-            mean, std = stat("feature_score_mean"), stat("feature_score_std")
-            feature = (feature - mean[..., None, None]) / std[..., None, None]
+        normalise = self.normalize_features or self.normalisation == "position"
         maps = ensemble(
             pixel,
             feature,
             stat("pixel_score_mean"),
             stat("pixel_score_std"),
             self.alpha,
+            stat("feature_score_mean") if normalise else None,
+            stat("feature_score_std") if normalise else None,
         )
         maps = resize_maps(maps, size, self.sigma)
         return maps.flatten(1).amax(1), maps

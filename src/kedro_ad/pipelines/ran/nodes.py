@@ -71,18 +71,59 @@ def validation_score(
 
     The normalisation is refitted on the rows' untouched (label 0) images first.
     """
+    pixel, feature, ids = _validation_maps(ran, synthetic, rows, params)
+    return _rule_score(ran, synthetic, rows, rule, pixel, feature, ids)
+
+
+def _validation_maps(ran: RanModel, synthetic: dict, rows: np.ndarray, params: dict):
+    """Raw maps of the ``synthetic_validation`` rows ``rows`` (and class ids)."""
     inference = params["inference"]
     size = int(synthetic["images"].shape[1])
     images = to_unit_images(synthetic["images"][rows], size)
     ids = ran.unet.class_ids(synthetic["classes"][rows], len(rows))
-    labels = synthetic["labels"][rows]
     pixel, feature = ran.raw_maps(
         images, ids, _generator(inference["seed"]), int(inference["batch_size"])
     )
+    return pixel, feature, ids
+
+
+def _rule_score(ran, synthetic, rows, rule, pixel, feature, ids) -> dict[str, float]:
+    """The rule's figures of raw validation maps, normalised on their normals."""
+    labels = synthetic["labels"][rows]
     normal = torch.from_numpy(labels == 0)
     ran.set_normalisation(pixel[normal], feature[normal], ids[normal])
+    size = int(synthetic["images"].shape[1])
     scores, maps = ran.combine(pixel, feature, ids, size)
     return rule.score(labels, scores.numpy(), synthetic["masks"][rows], maps.numpy())
+
+
+def choose_alpha(
+    ran: RanModel,
+    synthetic: dict,
+    rows: np.ndarray,
+    params: dict,
+    rule: CheckpointRule,
+    candidates: list[float],
+) -> list[dict[str, float]]:
+    """Set ``ran.alpha`` (Eq. 11's weight of the pixel term) to the candidate with
+    the best ``val_score`` on ``synthetic_validation`` (never the test split);
+    returns every candidate's figures. The raw maps do not depend on alpha, so
+    they are computed once."""
+    pixel, feature, ids = _validation_maps(ran, synthetic, rows, params)
+    table = []
+    for alpha in candidates:
+        ran.alpha = float(alpha)
+        figures = _rule_score(ran, synthetic, rows, rule, pixel, feature, ids)
+        table.append({"alpha": float(alpha), **figures})
+    best = max(table, key=lambda row: row["val_score"])  # ties: the first listed
+    ran.alpha = best["alpha"]
+    logger.info(
+        "RAN: alpha %.2f chosen on synthetic_validation (%d rows): %s",
+        ran.alpha,
+        len(rows),
+        [{k: round(v, 4) for k, v in row.items()} for row in table],
+    )
+    return table
 
 
 def train_ran(
@@ -119,6 +160,18 @@ def train_ran(
         )
     images = resize_images(full, ran.size)
     del full
+    inference = params["inference"]
+
+    def fit_gaussian() -> None:
+        """The training images' feature-error Gaussian of the current weights."""
+        ran.fit_feature_gaussian(
+            images,
+            ids,
+            _generator(inference["seed"] + 1),
+            int(inference["batch_size"]),
+            features=features,
+        )
+
     loss_params = params["loss"]
     training = dict(params["training"])
     # best weights chosen by another rule must not be resumed
@@ -145,17 +198,29 @@ def train_ran(
             features=batch["features"],
         )
 
+    def validate() -> dict[str, float]:
+        fit_gaussian()  # the errors' Gaussian moves with the weights
+        return validation_score(ran, synthetic, rows, params, rule)
+
     result = fit(
         modules={"unet": ran.unet},
         trainable=None,
         sample_batch=sample_batch,
         loss_fn=loss_fn,
-        validate_fn=lambda: validation_score(ran, synthetic, rows, params, rule),
+        validate_fn=validate,
         config=config,
         monitor="val_score",
         description=METHOD,
     )
     ran.eval()
+    fit_gaussian()
+    candidates = params["scoring"].get("alpha_candidates") or [ran.alpha]
+    alpha_rows = _validation_rows(
+        synthetic,
+        int(params["validation"].get("alpha_images", len(synthetic["labels"]))),
+        config.seed,
+    )
+    alpha_table = choose_alpha(ran, synthetic, alpha_rows, params, rule, candidates)
     val_images = to_unit_images(arrays["images"][val], arrays["images"].shape[1])
     val_ids = ran.unet.class_ids(arrays["classes"][val], int(val.sum()))
     ran.fit_normalisation(
@@ -179,6 +244,7 @@ def train_ran(
         "best_metrics": result.best_metrics,
         "train_seconds": seconds,
         "checkpoint_rule": rule.name,
+        "alpha_choice": alpha_table,
     }
     figure = training_figure(
         result.history,
@@ -259,8 +325,9 @@ def score_ran(
         METHOD,
         f"RAN: unified class-conditioned pixel diffusion UNet at {ran.size}px "
         f"predicting noise and EfficientNet features; Eq. 11 over timesteps "
-        f"{tuple(settings['timesteps'])}, alpha {settings['alpha']}, KL term "
-        "normalised per timestep and class on validation",
+        f"{tuple(settings['timesteps'])}, alpha {ran.alpha:g} (chosen on "
+        f"synthetic_validation), feature term {ran.feature_metric}, both terms "
+        f"normalised per timestep and {ran.normalisation} on validation",
         model["training"].get("checkpoint_rule", NOT_RECORDED),
         train_seconds=model["training"]["train_seconds"],
         score_seconds=score_seconds,
