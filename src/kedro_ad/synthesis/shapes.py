@@ -54,9 +54,7 @@ def _alpha(
     raise ValueError(f"unknown shape {kind!r}; known: {SHAPES}")
 
 
-def _fill(
-    image: np.ndarray, kind: str, rng: np.random.Generator
-) -> np.ndarray:
+def _fill(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """Float ``(H, W, 3)`` content in ``[0, 255]`` painted inside the shape."""
     height, width = image.shape[:2]
     if kind == "moved":  # CutPaste: the image's own content, moved and recoloured
