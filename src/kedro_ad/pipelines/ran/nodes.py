@@ -27,7 +27,7 @@ from kedro_ad.models.ran import (
 )
 from kedro_ad.pipelines.evaluation.nodes import make_predictions
 from kedro_ad.serving import as_image_batch, served_output
-from kedro_ad.training import TrainConfig, fit, seed_weights
+from kedro_ad.training import TrainConfig, fit
 from kedro_ad.visualization import (
     Panel,
     examples_per_class,
@@ -144,7 +144,6 @@ def train_ran(
     train, val = arrays["splits"] == "train", arrays["splits"] == "val"
     classes = sorted(set(arrays["classes"][train].tolist()))
     data_size = int(arrays["images"].shape[1])
-    seed_weights(params["training"].get("seed", 0))  # initial weights follow the seed
     ran = build_ran(
         params["model"],
         params["scoring"],
