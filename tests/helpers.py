@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+
+from kedro_ad.data.datasets import ArraysDataset
 
 EIGHT = np.ones((3, 3), dtype=int)  # MVTec AD reference structure
 
@@ -151,3 +154,29 @@ def run_session(root: Path, pipeline: str | None, params: dict):
     runtime = nested(params)
     with KedroSession.create(project_path=root, runtime_params=runtime) as session:
         return session.run(pipeline_names=[pipeline] if pipeline else None)
+
+
+def class_means(root: Path, method: str, aupro: bool = True) -> dict[str, float]:
+    """The class-mean metrics of a method's stored test predictions, recomputed
+    here by independent code (scikit-learn, the reference AU-PRO), so a pipeline
+    that evaluated the wrong rows, maps or classes would disagree."""
+    arrays = ArraysDataset(str(root / "data/05_model_input/dataset_arrays.npz")).load()
+    predictions = ArraysDataset(
+        str(root / f"data/07_model_output/{method}/predictions.npz")
+    ).load()
+    index = predictions["index"]
+    assert (arrays["splits"][index] == "test").all()
+    per_class = []
+    for cls in sorted(set(arrays["classes"][index].tolist())):
+        rows = np.flatnonzero(arrays["classes"][index] == cls)
+        labels = arrays["labels"][index[rows]]
+        masks = arrays["masks"][index[rows]]
+        maps = predictions["maps"][rows].astype(np.float32)
+        values = {
+            "image_auroc": roc_auc_score(labels, predictions["scores"][rows]),
+            "pixel_auroc": roc_auc_score(masks.ravel(), maps.ravel()),
+        }
+        if aupro:
+            values["pixel_aupro"] = reference_aupro(masks, maps)
+        per_class.append(values)
+    return {k: float(np.mean([v[k] for v in per_class])) for k in per_class[0]}

@@ -30,8 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_session
-from test_project_run import _class_means
+from helpers import class_means, run_session
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +69,7 @@ def diad_and_floor(project: Path, seed: int = 0) -> tuple[dict, dict]:
     params = small_run_params(project, seed)
     run_session(project, "diad", params)
     run_session(project, "mean_image", params)
-    return _class_means(project, "diad"), _class_means(project, "mean_image")
+    return class_means(project, "diad"), class_means(project, "mean_image")
 
 
 def test_diad_beats_the_mean_image_floor(project):

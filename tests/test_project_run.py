@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
 
 from helpers import (
     SMALL_SYNTHETIC,
+    class_means,
     git,
     make_mvtec_tree,
-    reference_aupro,
     run_session,
 )
 from kedro_ad.data.datasets import ArraysDataset
@@ -29,32 +26,6 @@ from kedro_ad.data.validation import DataValidationError
 from kedro_ad.metrics.checkpoint import CheckpointRule
 
 pytestmark = pytest.mark.slow
-
-
-def _class_means(root: Path, method: str, aupro: bool = True) -> dict[str, float]:
-    """The class-mean metrics of a method's stored test predictions, recomputed
-    here by independent code (scikit-learn, the reference AU-PRO), so a pipeline
-    that evaluated the wrong rows, maps or classes would disagree."""
-    arrays = ArraysDataset(str(root / "data/05_model_input/dataset_arrays.npz")).load()
-    predictions = ArraysDataset(
-        str(root / f"data/07_model_output/{method}/predictions.npz")
-    ).load()
-    index = predictions["index"]
-    assert (arrays["splits"][index] == "test").all()
-    per_class = []
-    for cls in sorted(set(arrays["classes"][index].tolist())):
-        rows = np.flatnonzero(arrays["classes"][index] == cls)
-        labels = arrays["labels"][index[rows]]
-        masks = arrays["masks"][index[rows]]
-        maps = predictions["maps"][rows].astype(np.float32)
-        values = {
-            "image_auroc": roc_auc_score(labels, predictions["scores"][rows]),
-            "pixel_auroc": roc_auc_score(masks.ravel(), maps.ravel()),
-        }
-        if aupro:
-            values["pixel_aupro"] = reference_aupro(masks, maps)
-        per_class.append(values)
-    return {k: float(np.mean([v[k] for v in per_class])) for k in per_class[0]}
 
 
 def test_default_run_on_embedded_data_lands_in_mlflow(project):
@@ -81,7 +52,7 @@ def test_default_run_on_embedded_data_lands_in_mlflow(project):
     assert tags["git_commit"] == git(project, "rev-parse", "HEAD")  # not dirty
     assert "checkpoint_rule" not in tags  # nothing is trained in this run
     metrics = run.data.metrics
-    expected = _class_means(project, "mean_image")
+    expected = class_means(project, "mean_image")
     for name, value in expected.items():
         assert metrics[f"mean_image/{name}"] == pytest.approx(value, abs=1e-6), name
     csv = pd.read_csv(report / "evaluation_table.csv")
@@ -155,7 +126,7 @@ def test_served_method_is_registered_and_scores_through_pyfunc(project):
         threshold["val_metrics"]["val_score"], abs=1e-6
     )
     assert tags["checkpoint_rule"] == CheckpointRule().name
-    means = _class_means(project, "mean_image")
+    means = class_means(project, "mean_image")
     assert float(tags["test_pixel_aupro"]) == pytest.approx(
         means["pixel_aupro"], abs=1e-6
     )
@@ -220,7 +191,7 @@ def test_ran_run_compares_with_padim_logs_histories_and_registers(project):
     assert [m.step for m in history] == [1, 2]
     assert "ran.val_score" in run.data.metrics
     for method in ("padim", "ran"):
-        expected = _class_means(project, method, aupro=False)
+        expected = class_means(project, method, aupro=False)
         for name, value in expected.items():
             got = run.data.metrics[f"{method}/{name}"]
             assert got == pytest.approx(value, abs=1e-6), (method, name)
